@@ -1,0 +1,36 @@
+//! descent: a small, fast multilayer-perceptron trainer with a CPU reference path and a WGSL GPU
+//! path through wgpu. See README.md.
+
+pub mod backend;
+pub mod cli;
+pub mod cpu;
+pub mod data;
+pub mod download;
+pub mod error;
+pub mod model;
+pub mod rng;
+pub mod train;
+
+pub use error::{Error, Result};
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so readers
+/// see the old file or the whole new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".descent-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The MLP's shape, its parameter layout, initialisation and checkpoints (safetensors).
+//!
+//! Parameters live in one flat f32 buffer, layer after layer, each layer's weight [out, in]
+//! (row-major, PyTorch's `nn.Linear` layout) followed by its bias [out]. Grads and momentum use the
+//! same layout, so one update kernel covers the whole model on CPU and GPU alike.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::data::{CLASSES, DatasetKind, PIXELS};
+use crate::error::{Error, Result};
+use crate::rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Loss {
+    /// Softmax cross-entropy (natural log), mean over samples.
+    Xent,
+    /// Mean squared error against one-hot targets, mean over the 10 outputs and the samples.
+    Mse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Init {
+    /// He for relu, Xavier for sigmoid and tanh.
+    Auto,
+    He,
+    Xavier,
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
+            .into_iter()
+            .find(|a| a.name() == s)
+    }
+}
+
+impl Loss {
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Xent => "xent",
+            Loss::Mse => "mse",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Loss::Xent, Loss::Mse].into_iter().find(|l| l.name() == s)
+    }
+}
+
+/// Hidden layer sizes: `none` (softmax regression) or a comma list like `500,300`.
+pub fn parse_hidden(s: &str) -> Result<Vec<usize>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") || s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(0) => Err(Error::InvalidArg(
+                "--hidden: a layer of 0 units cannot learn; use `none` for no hidden layer".into(),
+            )),
+            Ok(n) if n > 65_536 => Err(Error::InvalidArg(format!(
+                "--hidden: {n} units is more than the 65536 allowed per layer"
+            ))),
+            Ok(n) => Ok(n),
+            Err(_) => Err(Error::InvalidArg(format!(
+                "--hidden: `{part}` is not a layer size (expected e.g. 128, 500,300 or none)"
+            ))),
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Layer widths including input and output: [784, hidden..., 10].
+    pub sizes: Vec<usize>,
+    pub activation: Activation,
+    pub loss: Loss,
+}
+
+/// Where one linear layer's tensors sit in the flat parameter buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerShape {
+    pub inp: usize,
+    pub out: usize,
+    /// Offset of weight [out, in].
+    pub w_off: usize,
+    /// Offset of bias [out].
+    pub b_off: usize,
+}
+
+impl ModelSpec {
+    pub fn new(hidden: &[usize], activation: Activation, loss: Loss) -> Self {
+        let mut sizes = vec![PIXELS];
+        sizes.extend_from_slice(hidden);
+        sizes.push(CLASSES);
+        ModelSpec {
+            sizes,
+            activation,
+            loss,
+        }
+    }
+
+    pub fn hidden(&self) -> &[usize] {
+        &self.sizes[1..self.sizes.len() - 1]
+    }
+
+    pub fn layers(&self) -> Vec<LayerShape> {
+        let mut off = 0;
+        self.sizes
+            .windows(2)
+            .map(|w| {
+                let (inp, out) = (w[0], w[1]);
+                let l = LayerShape {
+                    inp,
+                    out,
+                    w_off: off,
+                    b_off: off + inp * out,
+                };
+                off += inp * out + out;
+                l
+            })
+            .collect()
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    /// Forward + backward FLOPs per sample (2 per multiply-add; the first layer has no input grad).
+    pub fn flops_per_sample(&self) -> f64 {
+        self.layers()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mm = 2.0 * (l.inp * l.out) as f64;
+                if i == 0 { 2.0 * mm } else { 3.0 * mm }
+            })
+            .sum()
+    }
+
+    pub fn describe(&self) -> String {
+        let sizes: Vec<String> = self.sizes.iter().map(|s| s.to_string()).collect();
+        format!(
+            "{} ({}, {}, {} params)",
+            sizes.join("-"),
+            self.activation.name(),
+            self.loss.name(),
+            self.num_params()
+        )
+    }
+
+    /// Seeded initial parameters: weights from He N(0, 2/fan_in) or Xavier U(±sqrt(6/(in+out))),
+    /// biases zero. Each weight draws from its own counter, so the result is the same however the
+    /// work is split.
+    pub fn init_params(&self, init: Init, seed: u32) -> Vec<f32> {
+        let init = match (init, self.activation) {
+            (Init::Auto, Activation::Relu) => Init::He,
+            (Init::Auto, _) => Init::Xavier,
+            (i, _) => i,
+        };
+        let mut params = vec![0.0f32; self.num_params()];
+        for l in self.layers() {
+            let w = &mut params[l.w_off..l.w_off + l.inp * l.out];
+            for (i, x) in w.iter_mut().enumerate() {
+                let idx = (l.w_off + i) as u32;
+                *x = match init {
+                    Init::Xavier => {
+                        let a = (6.0 / (l.inp + l.out) as f32).sqrt();
+                        (2.0 * rng::uniform(seed, rng::stream::INIT, idx) - 1.0) * a
+                    }
+                    _ => rng::normal(seed, rng::stream::INIT, idx) * (2.0 / l.inp as f32).sqrt(),
+                };
+            }
+        }
+        params
+    }
+}
+
+/// What a checkpoint says beyond its tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub spec: ModelSpec,
+    pub params: Vec<f32>,
+    pub dataset: Option<DatasetKind>,
+}
+
+/// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors, atomically.
+pub fn save_checkpoint(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &[f32],
+    dataset: DatasetKind,
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for (i, l) in spec.layers().iter().enumerate() {
+        let w = &params[l.w_off..l.w_off + l.inp * l.out];
+        let b = &params[l.b_off..l.b_off + l.out];
+        tensors.push((format!("layers.{i}.weight"), vec![l.out, l.inp], w));
+        tensors.push((format!("layers.{i}.bias"), vec![l.out], b));
+    }
+    let views: Result<Vec<(String, safetensors::tensor::TensorView<'_>)>> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                shape.clone(),
+                bytemuck::cast_slice(data),
+            )
+            .map(|v| (name.clone(), v))
+            .map_err(|e| checkpoint_err(path, e.to_string()))
+        })
+        .collect();
+    let hidden: Vec<String> = spec.hidden().iter().map(|h| h.to_string()).collect();
+    let meta = HashMap::from([
+        ("format".to_owned(), "descent-mlp".to_owned()),
+        ("activation".to_owned(), spec.activation.name().to_owned()),
+        ("loss".to_owned(), spec.loss.name().to_owned()),
+        ("dataset".to_owned(), dataset.name().to_owned()),
+        ("hidden".to_owned(), hidden.join(",")),
+    ]);
+    let bytes = safetensors::serialize(views?, Some(meta))
+        .map_err(|e| checkpoint_err(path, e.to_string()))?;
+    crate::write_atomic(path, &bytes)
+}
+
+fn checkpoint_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_owned(),
+        msg: msg.into(),
+    }
+}
+
+/// Loads a checkpoint written by `save_checkpoint` or by PyTorch's safetensors with the same names.
+/// `activation`/`loss` fill in what the metadata does not say (or override it when given).
+pub fn load_checkpoint(
+    path: &Path,
+    activation: Option<Activation>,
+    loss: Option<Loss>,
+) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| checkpoint_err(path, format!("not a safetensors checkpoint ({e})")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| checkpoint_err(path, e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let pick = |key: &str| meta.get(key).map(String::as_str);
+
+    let activation = match (activation, pick("activation")) {
+        (Some(a), _) => a,
+        (None, Some(s)) => Activation::parse(s)
+            .ok_or_else(|| checkpoint_err(path, format!("unknown activation `{s}` in metadata")))?,
+        (None, None) => Activation::Relu,
+    };
+    let loss = match (loss, pick("loss")) {
+        (Some(l), _) => l,
+        (None, Some(s)) => Loss::parse(s)
+            .ok_or_else(|| checkpoint_err(path, format!("unknown loss `{s}` in metadata")))?,
+        (None, None) => Loss::Xent,
+    };
+    let dataset = pick("dataset").and_then(DatasetKind::parse);
+
+    let mut n_layers = 0;
+    while st.tensor(&format!("layers.{n_layers}.weight")).is_ok() {
+        n_layers += 1;
+    }
+    if n_layers == 0 {
+        return Err(checkpoint_err(
+            path,
+            "holds no `layers.0.weight` tensor; expected layers.{i}.weight [out, in] and layers.{i}.bias [out]",
+        ));
+    }
+    let expected_names = 2 * n_layers;
+    if st.len() != expected_names {
+        let extra: Vec<&str> = st
+            .names()
+            .into_iter()
+            .filter(|n| {
+                !(0..n_layers)
+                    .any(|i| *n == format!("layers.{i}.weight") || *n == format!("layers.{i}.bias"))
+            })
+            .collect();
+        return Err(checkpoint_err(
+            path,
+            format!("unexpected tensors {extra:?} (or a bias is missing)"),
+        ));
+    }
+
+    let mut sizes = Vec::new();
+    let mut params = Vec::new();
+    for i in 0..n_layers {
+        let w = tensor_f32(&st, &format!("layers.{i}.weight"), path)?;
+        let b = tensor_f32(&st, &format!("layers.{i}.bias"), path)?;
+        let (out, inp) = match w.0[..] {
+            [o, n] => (o, n),
+            _ => {
+                return Err(checkpoint_err(
+                    path,
+                    format!("layers.{i}.weight has shape {:?}, expected [out, in]", w.0),
+                ));
+            }
+        };
+        if b.0 != [out] {
+            return Err(checkpoint_err(
+                path,
+                format!("layers.{i}.bias has shape {:?}, expected [{out}]", b.0),
+            ));
+        }
+        match sizes.last() {
+            None => sizes.push(inp),
+            Some(&prev) if prev != inp => {
+                return Err(checkpoint_err(
+                    path,
+                    format!(
+                        "layers.{i}.weight takes {inp} inputs but the layer before gives {prev}"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        sizes.push(out);
+        params.extend(w.1);
+        params.extend(b.1);
+    }
+    if sizes[0] != PIXELS || sizes.last() != Some(&CLASSES) {
+        return Err(checkpoint_err(
+            path,
+            format!(
+                "the model maps {} inputs to {} outputs; descent needs {PIXELS} -> {CLASSES}",
+                sizes[0],
+                sizes.last().copied().unwrap_or(0)
+            ),
+        ));
+    }
+    Ok(Checkpoint {
+        spec: ModelSpec {
+            sizes,
+            activation,
+            loss,
+        },
+        params,
+        dataset,
+    })
+}
+
+fn tensor_f32(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<(Vec<usize>, Vec<f32>)> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| checkpoint_err(path, format!("missing tensor {name}")))?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(checkpoint_err(
+            path,
+            format!("{name} is {:?}; descent reads F32 tensors", t.dtype()),
+        ));
+    }
+    // The data may not be 4-byte aligned inside the file, so copy bytewise.
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), data))
+}
