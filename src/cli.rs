@@ -123,7 +123,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "64")]
     pub batch_size: String,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.03, allow_negative_numbers = true)]
     pub lr: f32,
     /// SGD momentum (0 = plain SGD).
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]

@@ -146,6 +146,7 @@ impl Dataset {
     }
 }
 
+#[derive(Debug)]
 pub struct Splits {
     pub train: Dataset,
     pub test: Dataset,

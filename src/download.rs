@@ -96,10 +96,7 @@ fn fetch_once(
     dest_dir: &Path,
     progress: bool,
 ) -> Result<Vec<u8>, Attempt> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", f.name))
-        .suffix(".partial")
-        .tempfile_in(dest_dir)
+    let mut tmp = crate::temp_file_in(dest_dir, &format!(".{}.", f.name))
         .map_err(|e| Attempt::Final(format!("cannot create a temp file in {dest_dir:?}: {e}")))?;
     let dest_name = match mirror {
         Mirror::Http(base) => {
