@@ -11,6 +11,7 @@ use crate::cpu::CpuBackend;
 use crate::data::{DataSource, Dataset, DatasetKind, Splits};
 use crate::download::Mirror;
 use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant, verify};
 use crate::model::{self, Activation, Init, Loss, ModelSpec};
 use crate::train::{self, BatchSize, EpochRecord, TrainConfig};
 
@@ -35,6 +36,18 @@ pub enum Command {
     Data(DataArgs),
     /// Measure training throughput (samples/s) at several batch sizes.
     Bench(BenchArgs),
+    /// Check every GPU kernel and whole training steps against the CPU on this adapter.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Matmul kernel variant to check [default: by adapter type].
+    #[arg(long, value_enum)]
+    pub kernel: Option<MatmulVariant>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,6 +123,20 @@ impl ModelArgs {
     }
 }
 
+/// Where to run: `--device`, `--adapter`, `--kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto: the best GPU adapter, else the CPU with a notice; gpu: a GPU adapter or an error.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Matmul kernel variant [default: blocked on CPU adapters such as lavapipe, tiled on GPUs].
+    #[arg(long, value_enum)]
+    pub kernel: Option<MatmulVariant>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -140,8 +167,11 @@ pub struct TrainArgs {
     /// Save the trained model as a safetensors checkpoint.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Print the GPU step plan (every dispatch of a step, in order) and exit.
+    #[arg(long)]
+    pub print_plan: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -160,8 +190,8 @@ pub struct EvalArgs {
     pub loss: Option<Loss>,
     #[command(flatten)]
     pub data: DataArgs,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -180,8 +210,8 @@ pub struct BenchArgs {
     pub lr: f32,
     #[arg(long, default_value_t = 0.0)]
     pub momentum: f32,
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -190,6 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a),
         Command::Data(a) => cmd_data(a),
         Command::Bench(a) => cmd_bench(a),
+        Command::Verify(a) => cmd_verify(a),
     }
 }
 
@@ -198,9 +229,29 @@ fn load_data(args: &DataArgs) -> Result<Splits> {
     Ok(splits)
 }
 
+/// Opens the GPU the user asked for: `Ok(None)` when `auto` finds none (after a notice).
+pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<Gpu>>> {
+    if dev.device == DeviceChoice::Cpu {
+        return Ok(None);
+    }
+    let opts = GpuOptions {
+        adapter: dev.adapter.clone(),
+        validation: std::env::var_os("DESCENT_VALIDATION").is_some(),
+        max_binding_bytes,
+    };
+    match Gpu::new(&opts, dev.kernel) {
+        Ok(gpu) => Ok(Some(Arc::new(gpu))),
+        Err(e @ Error::NoAdapter { .. }) if dev.device == DeviceChoice::Auto => {
+            eprintln!("note: {e}\nnote: training on the CPU");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Builds the backend the user asked for.
 fn make_backend(
-    device: DeviceChoice,
+    dev: &DeviceArgs,
     spec: &ModelSpec,
     params: Vec<f32>,
     train: Arc<Dataset>,
@@ -208,8 +259,18 @@ fn make_backend(
     batch: usize,
     momentum: f32,
 ) -> Result<Box<dyn Backend>> {
-    match device {
-        DeviceChoice::Cpu => Ok(Box::new(CpuBackend::new(
+    let biggest = train.images.len().max(test.images.len()) as u64;
+    match open_gpu(dev, biggest)? {
+        Some(gpu) => Ok(Box::new(GpuBackend::new(
+            gpu,
+            spec.clone(),
+            &params,
+            &train,
+            &test,
+            batch,
+            momentum,
+        )?)),
+        None => Ok(Box::new(CpuBackend::new(
             spec.clone(),
             params,
             train,
@@ -217,21 +278,6 @@ fn make_backend(
             batch,
             momentum,
         ))),
-        DeviceChoice::Gpu => Err(Error::InvalidArg(
-            "--device gpu: the GPU path is not built yet; use --device cpu".into(),
-        )),
-        DeviceChoice::Auto => {
-            eprintln!("note: no GPU path in this build yet; training on the CPU");
-            make_backend(
-                DeviceChoice::Cpu,
-                spec,
-                params,
-                train,
-                test,
-                batch,
-                momentum,
-            )
-        }
     }
 }
 
@@ -270,8 +316,23 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let n_train = train.len();
     let batch = batch.resolve(n_train);
     let params = spec.init_params(args.model.init, args.seed);
+    if args.print_plan {
+        let biggest = train.images.len().max(test.images.len()) as u64;
+        let dev = DeviceArgs {
+            device: DeviceChoice::Gpu,
+            ..args.device.clone()
+        };
+        let gpu = open_gpu(&dev, biggest)?
+            .ok_or_else(|| Error::InvalidArg("--print-plan needs a GPU adapter".into()))?;
+        let b = GpuBackend::new(gpu, spec.clone(), &params, &train, &test, batch, momentum)?;
+        println!("{}", b.device());
+        for p in b.plans() {
+            println!("{p}");
+        }
+        return Ok(());
+    }
     let mut backend = make_backend(
-        args.device,
+        &args.device,
         &spec,
         params,
         Arc::new(train),
@@ -345,7 +406,7 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
     let Splits { test, .. } = load_data(&args.data)?;
     let test = Arc::new(test);
     let mut backend = make_backend(
-        args.device,
+        &args.device,
         &ck.spec,
         ck.params,
         Arc::new(Dataset::default()),
@@ -397,7 +458,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     for b in batches {
         let batch = b.resolve(n);
         let mut backend = make_backend(
-            args.device,
+            &args.device,
             &spec,
             spec.init_params(Init::Auto, 0),
             train.clone(),
@@ -447,5 +508,34 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             rates.len()
         );
     }
+    Ok(())
+}
+
+fn cmd_verify(args: VerifyArgs) -> Result<()> {
+    let dev = DeviceArgs {
+        device: DeviceChoice::Gpu,
+        adapter: args.adapter,
+        kernel: args.kernel,
+    };
+    let gpu = open_gpu(&dev, 0)?.ok_or_else(|| Error::NoAdapter {
+        detail: String::new(),
+    })?;
+    println!(
+        "adapter: {}, {} matmul",
+        gpu.ctx.describe(),
+        gpu.kernels.variant.name()
+    );
+    let mut rows = verify::kernel_checks(&gpu)?;
+    for (hidden, act, loss, batch, steps) in [
+        (&[128][..], Activation::Relu, Loss::Xent, 64, 10),
+        (&[33, 17][..], Activation::Tanh, Loss::Mse, 7, 10),
+        (&[][..], Activation::Sigmoid, Loss::Xent, 1, 10),
+    ] {
+        let spec = ModelSpec::new(hidden, act, loss);
+        rows.extend(verify::step_checks(gpu.clone(), &spec, batch, steps)?);
+    }
+    print!("{}", verify::table(&rows));
+    verify::require_all_pass(&rows)?;
+    println!("all {} checks passed", rows.len());
     Ok(())
 }

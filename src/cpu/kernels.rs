@@ -94,7 +94,7 @@ pub fn matmul_backward_input(
     sgemm(dinp, false, dout, false, weight, false, b, k, n);
 }
 
-/// dweight[N, K] += dout[B, N]ᵀ · inp[B, K] (accumulates, like PyTorch's .grad)
+/// dweight[N, K] = dout[B, N]ᵀ · inp[B, K], or += with `accumulate` (a batch in several chunks).
 pub fn matmul_backward_weight(
     dweight: &mut [f32],
     dout: &[f32],
@@ -102,13 +102,17 @@ pub fn matmul_backward_weight(
     b: usize,
     k: usize,
     n: usize,
+    accumulate: bool,
 ) {
-    sgemm(dweight, true, dout, true, inp, false, n, k, b);
+    sgemm(dweight, accumulate, dout, true, inp, false, n, k, b);
 }
 
-/// dbias[N] += Σ_b dout[b, N] (accumulates)
-pub fn bias_backward(dbias: &mut [f32], dout: &[f32], b: usize, n: usize) {
+/// dbias[N] = Σ_b dout[b, N], or += with `accumulate`.
+pub fn bias_backward(dbias: &mut [f32], dout: &[f32], b: usize, n: usize, accumulate: bool) {
     let dbias = &mut dbias[..n];
+    if !accumulate {
+        dbias.fill(0.0);
+    }
     for row in dout[..b * n].chunks_exact(n) {
         for (acc, v) in dbias.iter_mut().zip(row) {
             *acc += v;
@@ -239,6 +243,12 @@ pub fn mse_backward(
             dlogits[i * c + j] = 2.0 * (logits[i * c + j] - t) / c as f32 * scale;
         }
     }
+}
+
+/// sum = Σ losses[0..B] (+ sum with `accumulate`), in f32 like the GPU's reduction.
+pub fn loss_reduce(sum: &mut f32, losses: &[f32], b: usize, accumulate: bool) {
+    let s: f32 = losses[..b].iter().sum();
+    *sum = if accumulate { *sum + s } else { s };
 }
 
 /// velocity = momentum·velocity + grads; params −= lr·velocity (PyTorch's SGD with momentum).

@@ -77,8 +77,9 @@ pub fn forward(spec: &ModelSpec, params: &[f32], ws: &mut Workspace, b: usize) -
     ws.losses[..b].iter().map(|&l| l as f64).sum()
 }
 
-/// Backward pass after [`forward`] over `b` rows: adds d(loss)/d(params) into `grads` (same
-/// layout), with each sample's loss weighted by `scale` (1/batch for the batch mean).
+/// Backward pass after [`forward`] over `b` rows: writes d(loss)/d(params) into `grads` (same
+/// layout), or adds to them with `accumulate`; each sample's loss is weighted by `scale`
+/// (1/batch for the batch mean).
 pub fn backward(
     spec: &ModelSpec,
     params: &[f32],
@@ -86,6 +87,7 @@ pub fn backward(
     ws: &mut Workspace,
     b: usize,
     scale: f32,
+    accumulate: bool,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -111,8 +113,8 @@ pub fn backward(
         let dout = &dafter[0][..b * s.out];
         let inp = &ws.activations[l][..b * s.inp];
         let (gw, gb) = grads[s.w_off..s.b_off + s.out].split_at_mut(s.inp * s.out);
-        matmul_backward_weight(gw, dout, inp, b, s.inp, s.out);
-        bias_backward(gb, dout, b, s.out);
+        matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate);
+        bias_backward(gb, dout, b, s.out, accumulate);
         if l > 0 {
             // The input layer needs no input gradient: that skip saves a third of its work.
             let weight = &params[s.w_off..s.w_off + s.inp * s.out];
@@ -136,7 +138,7 @@ pub fn loss_and_grads(
     ws.labels.copy_from_slice(labels);
     let loss = forward(spec, params, &mut ws, b) / b as f64;
     let mut grads = vec![0.0; params.len()];
-    backward(spec, params, &mut grads, &mut ws, b, 1.0 / b as f32);
+    backward(spec, params, &mut grads, &mut ws, b, 1.0 / b as f32, false);
     (loss, grads)
 }
 
@@ -230,7 +232,6 @@ impl Backend for CpuBackend {
             .par_iter_mut()
             .enumerate()
             .for_each(|(i, w)| {
-                w.grads.fill(0.0);
                 w.loss = 0.0;
                 let hi = len.min((i + 1) * per);
                 let mut lo = i * per;
@@ -247,7 +248,8 @@ impl Backend for CpuBackend {
                         b,
                     );
                     w.loss += forward(spec, params, ws, b);
-                    backward(spec, params, &mut w.grads, ws, b, scale);
+                    // The first chunk overwrites the gradient, later ones add to it.
+                    backward(spec, params, &mut w.grads, ws, b, scale, lo != i * per);
                     lo += b;
                 }
             });

@@ -1,0 +1,44 @@
+// Builds a batch from the data set resident on the GPU as packed u8 pixels (4 per u32), through
+// the shuffled index list. The step number comes from `state`, advanced on the GPU by
+// loss_reduce, so a run of steps needs no host writes between them.
+//   x[r, :] = images[order[start + r], :] / 255;  y[r] = labels[order[start + r]]
+//   start = (FROM_STATE ? state[0] * batch : 0) + base
+
+struct Gather {
+    rows: u32, batch: u32, base: u32, flags: u32,
+}
+
+const FROM_STATE: u32 = 1u;
+const WORDS: u32 = 196u;  // 784 pixels / 4 per u32
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;  // x [rows, 784]
+@group(0) @binding(1) var<storage, read_write> y: array<u32>;  // y [rows]
+@group(0) @binding(2) var<storage, read> images: array<u32>;   // images [n, 196] packed u8
+@group(0) @binding(3) var<storage, read> labels: array<u32>;   // labels [n]
+@group(0) @binding(4) var<storage, read> order: array<u32>;    // order [n]
+@group(0) @binding(5) var<storage, read> state: array<u32>;    // state [4]: step, ...
+@group(0) @binding(6) var<uniform> u: Gather;
+
+@compute @workgroup_size(256)
+fn batch_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    let r = t / WORDS;
+    let q = t % WORDS;
+    if (r >= u.rows) {
+        return;
+    }
+    var start = u.base;
+    if ((u.flags & FROM_STATE) != 0u) {
+        start = start + state[0] * u.batch;
+    }
+    let s = order[start + r];
+    let w = images[s * WORDS + q];
+    let o = r * 784u + q * 4u;
+    x[o] = f32(w & 255u) / 255.0;
+    x[o + 1u] = f32((w >> 8u) & 255u) / 255.0;
+    x[o + 2u] = f32((w >> 16u) & 255u) / 255.0;
+    x[o + 3u] = f32(w >> 24u) / 255.0;
+    if (q == 0u) {
+        y[r] = labels[s];
+    }
+}

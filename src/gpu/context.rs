@@ -1,0 +1,236 @@
+//! Adapter selection, device creation with the limits descent needs, and error capture.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Storage buffers one kernel binds at most (batch_gather: x, y, images, labels, order, state).
+pub const STORAGE_BUFFERS_NEEDED: u32 = 6;
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Validation errors the device reported outside an error scope; checked at every sync point.
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Substring of the adapter's name to pick (case-insensitive); falls back to
+    /// $WGPU_ADAPTER_NAME.
+    pub adapter: Option<String>,
+    /// Turn on the backend's validation layers too (the tests do).
+    pub validation: bool,
+    /// Bytes the largest storage binding must hold (the packed training images).
+    pub max_binding_bytes: u64,
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = if info.driver_info.is_empty() {
+        info.driver.clone()
+    } else {
+        format!("{} {}", info.driver, info.driver_info)
+    };
+    format!(
+        "{} ({:?}, {:?}, driver {})",
+        info.name, info.backend, info.device_type, driver
+    )
+}
+
+impl GpuContext {
+    /// The best adapter matching the options ($WGPU_BACKEND picks backends), with a device that
+    /// has the limits descent needs.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if opts.validation {
+            desc.flags |= wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let wanted = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.to_lowercase());
+        let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                // GL adapters on headless machines are software fallbacks with weaker compute.
+                let usable = info.backend != wgpu::Backend::Noop;
+                let named = wanted
+                    .as_ref()
+                    .is_none_or(|w| info.name.to_lowercase().contains(w.as_str()));
+                usable && named
+            })
+            .collect();
+        candidates.sort_by_key(|a| {
+            let info = a.get_info();
+            (
+                rank(info.device_type),
+                info.backend != wgpu::Backend::Vulkan,
+            )
+        });
+        let Some(adapter) = candidates.into_iter().next() else {
+            let detail = match (&wanted, names.is_empty()) {
+                (Some(w), false) => {
+                    format!(" matching `{w}` (adapters present: {})", names.join("; "))
+                }
+                (Some(w), true) => format!(" matching `{w}`"),
+                _ => String::new(),
+            };
+            return Err(Error::NoAdapter { detail });
+        };
+        let info = adapter.get_info();
+        let have = adapter.limits();
+        let name = describe(&info);
+        let mut limits = wgpu::Limits::downlevel_defaults();
+        let need_binding = opts
+            .max_binding_bytes
+            .max(limits.max_storage_buffer_binding_size);
+        if have.max_storage_buffers_per_shader_stage < STORAGE_BUFFERS_NEEDED {
+            return Err(Error::AdapterLimits {
+                adapter: name,
+                msg: format!(
+                    "{} storage buffers per shader stage, {STORAGE_BUFFERS_NEEDED} needed",
+                    have.max_storage_buffers_per_shader_stage
+                ),
+            });
+        }
+        if have.max_storage_buffer_binding_size < need_binding
+            || have.max_buffer_size < need_binding
+        {
+            return Err(Error::AdapterLimits {
+                adapter: name,
+                msg: format!(
+                    "storage bindings of at most {} bytes (buffers {}), {need_binding} needed for the resident data set",
+                    have.max_storage_buffer_binding_size, have.max_buffer_size
+                ),
+            });
+        }
+        limits.max_storage_buffers_per_shader_stage = STORAGE_BUFFERS_NEEDED
+            .max(8)
+            .min(have.max_storage_buffers_per_shader_stage);
+        limits.max_storage_buffer_binding_size = need_binding;
+        limits.max_buffer_size = need_binding
+            .max(limits.max_buffer_size)
+            .min(have.max_buffer_size);
+        limits.max_compute_workgroup_size_x = 256;
+        limits.max_compute_invocations_per_workgroup = 256;
+        limits.max_compute_workgroups_per_dimension =
+            have.max_compute_workgroups_per_dimension.min(65_535);
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("descent"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::AdapterLimits {
+            adapter: name.clone(),
+            msg: e.to_string(),
+        })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            errors,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Fails with the first error the device reported since the last check.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        if v.is_empty() {
+            Ok(())
+        } else {
+            let all = v.join("\n");
+            v.clear();
+            Err(Error::Gpu(all))
+        }
+    }
+
+    /// Runs `f` inside a validation error scope and turns a captured error into `Error::Gpu`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        match pollster::block_on(scope.pop()) {
+            None => Ok(out),
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+        }
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check_errors()
+    }
+
+    /// Copies `size` bytes of `src` back to the host (one submit and wait).
+    pub fn read_back(&self, src: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("readback never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("readback: {e}")))?;
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("readback: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,254 @@
+//! The kernel table: every WGSL entry point, its source file and its bindings, compiled once into
+//! pipelines with explicit layouts.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+const BIAS: &str = include_str!("../../shaders/bias.wgsl");
+const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+const LOSS: &str = include_str!("../../shaders/loss.wgsl");
+const GATHER: &str = include_str!("../../shaders/gather.wgsl");
+const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+
+/// Which matmul implementation the pipelines use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MatmulVariant {
+    /// 4x4 register blocks per invocation, no barriers: fastest on CPU adapters (lavapipe).
+    Blocked,
+    /// 16x16 workgroup tiles in shared memory: what discrete GPUs want.
+    Tiled,
+}
+
+impl MatmulVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Blocked => "blocked",
+            MatmulVariant::Tiled => "tiled",
+        }
+    }
+    /// The output block one workgroup covers, per side.
+    pub fn block(self) -> u32 {
+        match self {
+            MatmulVariant::Blocked => 32,
+            MatmulVariant::Tiled => 16,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+    Uniform,
+}
+
+use Access::{Read as R, ReadWrite as RW, Uniform as U};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    MatmulForward,
+    MatmulBackwardInput,
+    MatmulBackwardWeight,
+    BiasBackward,
+    ReluForward,
+    ReluBackward,
+    SigmoidForward,
+    SigmoidBackward,
+    TanhForward,
+    TanhBackward,
+    SoftmaxXentForward,
+    SoftmaxXentBackward,
+    MseForward,
+    MseBackward,
+    LossReduce,
+    ArgmaxCorrect,
+    BatchGather,
+    SgdUpdate,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 18] = [
+        Kernel::MatmulForward,
+        Kernel::MatmulBackwardInput,
+        Kernel::MatmulBackwardWeight,
+        Kernel::BiasBackward,
+        Kernel::ReluForward,
+        Kernel::ReluBackward,
+        Kernel::SigmoidForward,
+        Kernel::SigmoidBackward,
+        Kernel::TanhForward,
+        Kernel::TanhBackward,
+        Kernel::SoftmaxXentForward,
+        Kernel::SoftmaxXentBackward,
+        Kernel::MseForward,
+        Kernel::MseBackward,
+        Kernel::LossReduce,
+        Kernel::ArgmaxCorrect,
+        Kernel::BatchGather,
+        Kernel::SgdUpdate,
+    ];
+
+    /// The WGSL entry point, and the name of its CPU twin in `cpu::kernels`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::MatmulForward => "matmul_forward",
+            Kernel::MatmulBackwardInput => "matmul_backward_input",
+            Kernel::MatmulBackwardWeight => "matmul_backward_weight",
+            Kernel::BiasBackward => "bias_backward",
+            Kernel::ReluForward => "relu_forward",
+            Kernel::ReluBackward => "relu_backward",
+            Kernel::SigmoidForward => "sigmoid_forward",
+            Kernel::SigmoidBackward => "sigmoid_backward",
+            Kernel::TanhForward => "tanh_forward",
+            Kernel::TanhBackward => "tanh_backward",
+            Kernel::SoftmaxXentForward => "softmax_xent_forward",
+            Kernel::SoftmaxXentBackward => "softmax_xent_backward",
+            Kernel::MseForward => "mse_forward",
+            Kernel::MseBackward => "mse_backward",
+            Kernel::LossReduce => "loss_reduce",
+            Kernel::ArgmaxCorrect => "argmax_correct",
+            Kernel::BatchGather => "batch_gather",
+            Kernel::SgdUpdate => "sgd_update",
+        }
+    }
+
+    fn source(self, mm: MatmulVariant) -> (&'static str, &'static str) {
+        match self {
+            Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
+                match mm {
+                    MatmulVariant::Blocked => ("matmul.wgsl", MATMUL),
+                    MatmulVariant::Tiled => ("matmul_tiled.wgsl", MATMUL_TILED),
+                }
+            }
+            Kernel::BiasBackward => ("bias.wgsl", BIAS),
+            Kernel::ReluForward
+            | Kernel::ReluBackward
+            | Kernel::SigmoidForward
+            | Kernel::SigmoidBackward
+            | Kernel::TanhForward
+            | Kernel::TanhBackward => ("activation.wgsl", ACTIVATION),
+            Kernel::SoftmaxXentForward
+            | Kernel::SoftmaxXentBackward
+            | Kernel::MseForward
+            | Kernel::MseBackward
+            | Kernel::LossReduce
+            | Kernel::ArgmaxCorrect => ("loss.wgsl", LOSS),
+            Kernel::BatchGather => ("gather.wgsl", GATHER),
+            Kernel::SgdUpdate => ("update.wgsl", UPDATE),
+        }
+    }
+
+    /// (binding, access) in the order buffers are passed when binding; the uniform comes last.
+    pub fn bindings(self) -> &'static [(u32, Access)] {
+        match self {
+            Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
+                &[(0, RW), (1, R), (2, R), (3, R), (4, U)]
+            }
+            Kernel::BiasBackward => &[(0, RW), (1, R), (2, U)],
+            Kernel::ReluForward | Kernel::SigmoidForward | Kernel::TanhForward => {
+                &[(0, RW), (2, U)]
+            }
+            Kernel::ReluBackward | Kernel::SigmoidBackward | Kernel::TanhBackward => {
+                &[(0, RW), (1, R), (2, U)]
+            }
+            Kernel::SoftmaxXentForward => &[(0, RW), (1, RW), (2, R), (3, R), (15, U)],
+            Kernel::SoftmaxXentBackward => &[(4, RW), (5, R), (3, R), (15, U)],
+            Kernel::MseForward => &[(0, RW), (2, R), (3, R), (15, U)],
+            Kernel::MseBackward => &[(4, RW), (2, R), (3, R), (15, U)],
+            Kernel::LossReduce => &[(6, RW), (7, RW), (8, R), (15, U)],
+            Kernel::ArgmaxCorrect => &[(9, RW), (2, R), (3, R), (15, U)],
+            Kernel::BatchGather => &[(0, RW), (1, RW), (2, R), (3, R), (4, R), (5, R), (6, U)],
+            Kernel::SgdUpdate => &[(0, RW), (1, RW), (2, R), (3, U)],
+        }
+    }
+}
+
+pub struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// All pipelines, built once per device.
+pub struct Kernels {
+    pub variant: MatmulVariant,
+    pipelines: HashMap<Kernel, Pipeline>,
+}
+
+impl Kernels {
+    pub fn new(ctx: &GpuContext, variant: MatmulVariant) -> Result<Self> {
+        let mut modules: HashMap<&'static str, wgpu::ShaderModule> = HashMap::new();
+        let mut pipelines = HashMap::new();
+        for k in Kernel::ALL {
+            let (file, src) = k.source(variant);
+            if !modules.contains_key(file) {
+                let module = ctx.scoped(&format!("compiling shaders/{file}"), || {
+                    ctx.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(file),
+                            source: wgpu::ShaderSource::Wgsl(src.into()),
+                        })
+                })?;
+                modules.insert(file, module);
+            }
+            let module = &modules[file];
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+                .bindings()
+                .iter()
+                .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: match access {
+                            Access::Uniform => wgpu::BufferBindingType::Uniform,
+                            Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                            Access::ReadWrite => {
+                                wgpu::BufferBindingType::Storage { read_only: false }
+                            }
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                })
+                .collect();
+            let p = ctx.scoped(&format!("building pipeline {}", k.name()), || {
+                let layout =
+                    ctx.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(k.name()),
+                            entries: &entries,
+                        });
+                let pl = ctx
+                    .device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(k.name()),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+                let pipeline =
+                    ctx.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(k.name()),
+                            layout: Some(&pl),
+                            module,
+                            entry_point: Some(k.name()),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        });
+                Pipeline { pipeline, layout }
+            })?;
+            pipelines.insert(k, p);
+        }
+        Ok(Kernels { variant, pipelines })
+    }
+
+    pub fn get(&self, k: Kernel) -> Result<&Pipeline> {
+        self.pipelines
+            .get(&k)
+            .ok_or_else(|| Error::Gpu(format!("no pipeline for {}", k.name())))
+    }
+}

@@ -1,0 +1,843 @@
+//! The GPU path: WGSL kernels through wgpu, with the data set resident on the device and every
+//! step replayed from a prebuilt plan. No host transfer happens inside an epoch except the
+//! shuffled order written at its start; the per-step losses are read back once at its end.
+
+pub mod context;
+pub mod kernels;
+pub mod plan;
+pub mod verify;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::backend::{Backend, EpochStats, EvalStats};
+use crate::data::{CLASSES, Dataset, PIXELS};
+use crate::error::{Error, Result};
+use crate::model::{Activation, Loss, ModelSpec};
+pub use context::{GpuContext, GpuOptions};
+pub use kernels::{Kernel, Kernels, MatmulVariant};
+use plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
+
+/// Rows one pass through the network handles at most; a larger batch (full-batch descent) runs
+/// as several chunks whose gradients accumulate, keeping every binding far under the limits.
+pub const CHUNK_ROWS: usize = 8192;
+/// Test-set rows per evaluation chunk.
+pub const EVAL_ROWS: usize = 2000;
+/// Steps recorded into one command buffer and submitted together.
+pub const STEPS_PER_SUBMIT: usize = 64;
+/// Submissions allowed in flight before the host waits for the oldest: bounds queued memory.
+const MAX_IN_FLIGHT: usize = 2;
+
+// Flag bits shared with the WGSL files.
+const ADD_BIAS: u32 = 1;
+const ACCUMULATE: u32 = 2;
+const SLOT_FROM_STATE: u32 = 4;
+const ADVANCE: u32 = 8;
+const FROM_STATE: u32 = 1;
+
+/// A device with its pipelines, shared by every model built on it.
+pub struct Gpu {
+    pub ctx: GpuContext,
+    pub kernels: Kernels,
+}
+
+impl Gpu {
+    /// Opens the adapter and compiles every kernel. `variant` None picks by adapter type:
+    /// register-blocked matmul on CPU adapters (lavapipe), workgroup tiles on real GPUs.
+    pub fn new(opts: &GpuOptions, variant: Option<MatmulVariant>) -> Result<Self> {
+        let ctx = GpuContext::new(opts)?;
+        let variant = variant.unwrap_or(if ctx.is_cpu_adapter() {
+            MatmulVariant::Blocked
+        } else {
+            MatmulVariant::Tiled
+        });
+        let kernels = Kernels::new(&ctx, variant)?;
+        Ok(Gpu { ctx, kernels })
+    }
+
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub fn storage_init(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        let mut padded;
+        let contents = if contents.is_empty() || !contents.len().is_multiple_of(4) {
+            padded = contents.to_vec();
+            padded.resize(contents.len().max(4).next_multiple_of(4), 0);
+            &padded[..]
+        } else {
+            contents
+        };
+        self.ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            })
+    }
+
+    pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read_back(buf, (n.max(1) * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..n].to_vec())
+    }
+
+    pub fn read_u32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
+        let bytes = self.ctx.read_back(buf, (n.max(1) * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&bytes)[..n].to_vec())
+    }
+}
+
+/// A data split resident on the GPU.
+struct GpuData {
+    /// images: [n, 196] u32, four u8 pixels per word.
+    images: wgpu::Buffer,
+    /// labels: [n] u32.
+    labels: wgpu::Buffer,
+    n: usize,
+}
+
+impl GpuData {
+    fn new(gpu: &Gpu, name: &str, d: &Dataset) -> Self {
+        let labels: Vec<u32> = d.labels.iter().map(|&l| l as u32).collect();
+        GpuData {
+            images: gpu.storage_init(&format!("{name}.images"), &d.images),
+            labels: gpu.storage_init(&format!("{name}.labels"), bytemuck::cast_slice(&labels)),
+            n: d.len(),
+        }
+    }
+}
+
+/// Buffers for one pass over up to `rows` samples (the GPU twin of `cpu::Workspace`).
+struct Workspace {
+    rows: usize,
+    /// activations[l]: [rows, sizes[l]]
+    activations: Vec<wgpu::Buffer>,
+    /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 4-byte placeholder)
+    dactivations: Vec<wgpu::Buffer>,
+    /// probs: [rows, 10]
+    probs: wgpu::Buffer,
+    /// losses: [rows]
+    losses: wgpu::Buffer,
+    /// labels: [rows] u32
+    labels: wgpu::Buffer,
+}
+
+impl Workspace {
+    fn new(gpu: &Gpu, spec: &ModelSpec, rows: usize, name: &str) -> Self {
+        let f = |n: usize| (n * 4) as u64;
+        Workspace {
+            rows,
+            activations: spec
+                .sizes
+                .iter()
+                .enumerate()
+                .map(|(l, &s)| gpu.storage(&format!("{name}.activations[{l}]"), f(rows * s)))
+                .collect(),
+            dactivations: spec
+                .sizes
+                .iter()
+                .enumerate()
+                .map(|(l, &s)| {
+                    let n = if l == 0 { 1 } else { rows * s };
+                    gpu.storage(&format!("{name}.dactivations[{l}]"), f(n))
+                })
+                .collect(),
+            probs: gpu.storage(&format!("{name}.probs"), f(rows * CLASSES)),
+            losses: gpu.storage(&format!("{name}.losses"), f(rows)),
+            labels: gpu.storage(&format!("{name}.labels"), f(rows)),
+        }
+    }
+}
+
+/// How many dispatches and submits the backend has issued: the scheduler's own accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub dispatches: usize,
+    pub submits: usize,
+    pub readbacks: usize,
+    pub steps: usize,
+}
+
+pub struct GpuBackend {
+    gpu: Arc<Gpu>,
+    spec: ModelSpec,
+    batch: usize,
+    n_train: usize,
+    /// params, grads, velocity: [num_params], in ModelSpec::layers layout.
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    /// order: [n_train], the epoch's visiting order.
+    order: wgpu::Buffer,
+    /// state: [4] u32; state[0] is the step within the epoch, advanced by loss_reduce.
+    state: wgpu::Buffer,
+    /// step_losses: [steps per epoch], Σ loss of each step's batch.
+    step_losses: wgpu::Buffer,
+    /// eval_sums: [test chunks], eval_correct: [1] u32.
+    eval_sums: wgpu::Buffer,
+    eval_correct: wgpu::Buffer,
+    /// hyper: the update's uniform block [n, lr, momentum, 0], rewritten when lr changes.
+    hyper: wgpu::Buffer,
+    momentum: f32,
+    lr: Option<f32>,
+    step_plan: Plan,
+    tail_plan: Option<Plan>,
+    eval_plan: Plan,
+    n_test: usize,
+    encoder: Option<wgpu::CommandEncoder>,
+    pending_steps: usize,
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
+    epoch_steps: usize,
+    epoch_samples: usize,
+    pub counters: Counters,
+}
+
+fn act_kernels(a: Activation) -> (Kernel, Kernel) {
+    match a {
+        Activation::Relu => (Kernel::ReluForward, Kernel::ReluBackward),
+        Activation::Sigmoid => (Kernel::SigmoidForward, Kernel::SigmoidBackward),
+        Activation::Tanh => (Kernel::TanhForward, Kernel::TanhBackward),
+    }
+}
+
+/// The strides of one matrix product (see shaders/matmul.wgsl).
+struct Mm {
+    m: usize,
+    n: usize,
+    k: usize,
+    flags: u32,
+    a: (usize, usize, usize),
+    b: (usize, usize, usize),
+    c_off: usize,
+    bias_off: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_mm(
+    pb: &mut PlanBuilder<'_>,
+    variant: MatmulVariant,
+    label: String,
+    kernel: Kernel,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    mm: Mm,
+) {
+    let u = |x: usize| x as u32;
+    let block = variant.block() as usize;
+    pb.push(
+        label,
+        kernel,
+        &[out, a, b, bias],
+        words(&[
+            u(mm.m),
+            u(mm.n),
+            u(mm.k),
+            mm.flags,
+            u(mm.a.0),
+            u(mm.a.1),
+            u(mm.a.2),
+            u(mm.b.0),
+            u(mm.b.1),
+            u(mm.b.2),
+            u(mm.c_off),
+            u(mm.bias_off),
+        ]),
+        [u(mm.n.div_ceil(block)), u(mm.m.div_ceil(block)), 1],
+    );
+}
+
+fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
+    words(&[rows as u32, CLASSES as u32, flags, slot, scale.to_bits()])
+}
+
+impl GpuBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: Arc<Gpu>,
+        spec: ModelSpec,
+        params: &[f32],
+        train: &Dataset,
+        test: &Dataset,
+        batch: usize,
+        momentum: f32,
+    ) -> Result<Self> {
+        let n_train = train.len();
+        let batch = batch.max(1);
+        let g = &*gpu;
+        let np = spec.num_params();
+        if params.len() != np {
+            return Err(Error::Gpu(format!(
+                "{} parameters given, the model has {np}",
+                params.len()
+            )));
+        }
+        let params_buf = g.storage_init("params", bytemuck::cast_slice(params));
+        let grads = g.storage("grads", (np * 4) as u64);
+        let velocity = g.storage_init("velocity", &vec![0u8; np * 4]);
+        let train_data = GpuData::new(g, "train", train);
+        let test_data = GpuData::new(g, "test", test);
+        let identity: Vec<u32> = (0..test.len() as u32).collect();
+        let eval_order = g.storage_init("eval_order", bytemuck::cast_slice(&identity));
+        let order = g.storage("order", (n_train * 4) as u64);
+        let state = g.storage_init("state", &[0u8; 16]);
+        let steps = n_train.div_ceil(batch).max(1);
+        let step_losses = g.storage("step_losses", (steps * 4) as u64);
+        let eval_chunks = test.len().div_ceil(EVAL_ROWS).max(1);
+        let eval_sums = g.storage("eval_sums", (eval_chunks * 4) as u64);
+        let eval_correct = g.storage("eval_correct", 4);
+        let hyper = g.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hyper"),
+            size: plan::UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let ws = Workspace::new(g, &spec, batch.min(CHUNK_ROWS), "train");
+        let eval_ws = Workspace::new(g, &spec, EVAL_ROWS.min(test.len().max(1)), "eval");
+
+        let b = Buffers {
+            params: &params_buf,
+            grads: &grads,
+            velocity: &velocity,
+            state: &state,
+            step_losses: &step_losses,
+            hyper: &hyper,
+        };
+        let step_plan = build_step_plan(g, &spec, &ws, &b, &train_data, &order, batch, batch)?;
+        let tail = n_train % batch;
+        let tail_plan = (tail != 0 && n_train > batch)
+            .then(|| build_step_plan(g, &spec, &ws, &b, &train_data, &order, batch, tail))
+            .transpose()?;
+        let eval_plan = build_eval_plan(
+            g,
+            &spec,
+            &eval_ws,
+            &params_buf,
+            &state,
+            &test_data,
+            &eval_order,
+            &eval_sums,
+            &eval_correct,
+        )?;
+        g.ctx.check_errors()?;
+        Ok(GpuBackend {
+            gpu,
+            spec,
+            batch,
+            n_train,
+            params: params_buf,
+            grads,
+            order,
+            state,
+            step_losses,
+            eval_sums,
+            eval_correct,
+            hyper,
+            momentum,
+            lr: None,
+            step_plan,
+            tail_plan,
+            eval_plan,
+            n_test: test.len(),
+            encoder: None,
+            pending_steps: 0,
+            in_flight: VecDeque::new(),
+            epoch_steps: 0,
+            epoch_samples: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn plans(&self) -> Vec<&Plan> {
+        let mut v = vec![&self.step_plan];
+        v.extend(self.tail_plan.as_ref());
+        v.push(&self.eval_plan);
+        v
+    }
+
+    pub fn variant(&self) -> MatmulVariant {
+        self.gpu.kernels.variant
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(enc) = self.encoder.take() {
+            let idx = self.gpu.ctx.queue.submit([enc.finish()]);
+            self.counters.submits += 1;
+            self.pending_steps = 0;
+            self.in_flight.push_back(idx);
+            while self.in_flight.len() > MAX_IN_FLIGHT {
+                if let Some(old) = self.in_flight.pop_front() {
+                    self.gpu
+                        .ctx
+                        .device
+                        .poll(wgpu::PollType::Wait {
+                            submission_index: Some(old),
+                            timeout: None,
+                        })
+                        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.in_flight.clear();
+        self.gpu.ctx.wait()
+    }
+
+    /// The gradient of the last step (for parity tests).
+    pub fn grads(&mut self) -> Result<Vec<f32>> {
+        self.sync()?;
+        self.counters.readbacks += 1;
+        self.gpu.read_f32(&self.grads, self.spec.num_params())
+    }
+
+    /// Per-step batch loss sums of the current epoch so far.
+    pub fn step_losses(&mut self) -> Result<Vec<f32>> {
+        self.sync()?;
+        self.counters.readbacks += 1;
+        self.gpu.read_f32(&self.step_losses, self.epoch_steps)
+    }
+}
+
+struct Buffers<'a> {
+    params: &'a wgpu::Buffer,
+    grads: &'a wgpu::Buffer,
+    velocity: &'a wgpu::Buffer,
+    state: &'a wgpu::Buffer,
+    step_losses: &'a wgpu::Buffer,
+    hyper: &'a wgpu::Buffer,
+}
+
+fn push_forward(
+    pb: &mut PlanBuilder<'_>,
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    rows: usize,
+    params: &wgpu::Buffer,
+) {
+    let layers = spec.layers();
+    let last = layers.len() - 1;
+    let (act_fwd, _) = act_kernels(spec.activation);
+    for (l, s) in layers.iter().enumerate() {
+        push_mm(
+            pb,
+            g.kernels.variant,
+            format!(
+                "layers.{l} activations[{}] = activations[{l}]·Wᵀ + b",
+                l + 1
+            ),
+            Kernel::MatmulForward,
+            &ws.activations[l + 1],
+            &ws.activations[l],
+            params,
+            params,
+            Mm {
+                m: rows,
+                n: s.out,
+                k: s.inp,
+                flags: ADD_BIAS,
+                a: (0, s.inp, 1),
+                b: (s.w_off, 1, s.inp),
+                c_off: 0,
+                bias_off: s.b_off,
+            },
+        );
+        if l != last {
+            let n = rows * s.out;
+            pb.push(
+                format!("layers.{l} activations[{}]", l + 1),
+                act_fwd,
+                &[&ws.activations[l + 1]],
+                words(&[n as u32]),
+                groups_1d(n, 256),
+            );
+        }
+    }
+    let logits = &ws.activations[last + 1];
+    match spec.loss {
+        Loss::Xent => pb.push(
+            "losses, probs = softmax_xent(logits)",
+            Kernel::SoftmaxXentForward,
+            &[&ws.losses, &ws.probs, logits, &ws.labels],
+            loss_words(rows, 0, 0, 1.0),
+            [(rows as u32).div_ceil(64), 1, 1],
+        ),
+        Loss::Mse => pb.push(
+            "losses = mse(logits)",
+            Kernel::MseForward,
+            &[&ws.losses, logits, &ws.labels],
+            loss_words(rows, 0, 0, 1.0),
+            [(rows as u32).div_ceil(64), 1, 1],
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_backward(
+    pb: &mut PlanBuilder<'_>,
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    b: &Buffers<'_>,
+    rows: usize,
+    scale: f32,
+    accumulate: bool,
+) {
+    let layers = spec.layers();
+    let last = layers.len() - 1;
+    let (_, act_bwd) = act_kernels(spec.activation);
+    let dlogits = &ws.dactivations[last + 1];
+    let n = rows * CLASSES;
+    match spec.loss {
+        Loss::Xent => pb.push(
+            "dactivations[out] = (probs − onehot)/B",
+            Kernel::SoftmaxXentBackward,
+            &[dlogits, &ws.probs, &ws.labels],
+            loss_words(rows, 0, 0, scale),
+            groups_1d(n, 256),
+        ),
+        Loss::Mse => pb.push(
+            "dactivations[out] = 2(logits − onehot)/(10B)",
+            Kernel::MseBackward,
+            &[dlogits, &ws.activations[last + 1], &ws.labels],
+            loss_words(rows, 0, 0, scale),
+            groups_1d(n, 256),
+        ),
+    }
+    let acc = if accumulate { ACCUMULATE } else { 0 };
+    for (l, s) in layers.iter().enumerate().rev() {
+        push_mm(
+            pb,
+            g.kernels.variant,
+            format!(
+                "layers.{l} grads.weight = dactivations[{}]ᵀ·activations[{l}]",
+                l + 1
+            ),
+            Kernel::MatmulBackwardWeight,
+            b.grads,
+            &ws.dactivations[l + 1],
+            &ws.activations[l],
+            &ws.activations[l],
+            Mm {
+                m: s.out,
+                n: s.inp,
+                k: rows,
+                flags: acc,
+                a: (0, 1, s.out),
+                b: (0, s.inp, 1),
+                c_off: s.w_off,
+                bias_off: 0,
+            },
+        );
+        pb.push(
+            format!("layers.{l} grads.bias = Σ dactivations[{}]", l + 1),
+            Kernel::BiasBackward,
+            &[b.grads, &ws.dactivations[l + 1]],
+            words(&[rows as u32, s.out as u32, s.b_off as u32, acc]),
+            [(s.out as u32).div_ceil(64), 1, 1],
+        );
+        if l > 0 {
+            push_mm(
+                pb,
+                g.kernels.variant,
+                format!("layers.{l} dactivations[{l}] = dactivations[{}]·W", l + 1),
+                Kernel::MatmulBackwardInput,
+                &ws.dactivations[l],
+                &ws.dactivations[l + 1],
+                b.params,
+                b.params,
+                Mm {
+                    m: rows,
+                    n: s.inp,
+                    k: s.out,
+                    flags: 0,
+                    a: (0, s.out, 1),
+                    b: (s.w_off, s.inp, 1),
+                    c_off: 0,
+                    bias_off: 0,
+                },
+            );
+            let n = rows * s.inp;
+            pb.push(
+                format!("layers.{} dactivations[{l}]", l - 1),
+                act_bwd,
+                &[&ws.dactivations[l], &ws.activations[l]],
+                words(&[n as u32]),
+                groups_1d(n, 256),
+            );
+        }
+    }
+}
+
+/// One training step over `len` samples (a full batch, or the epoch's last partial one).
+#[allow(clippy::too_many_arguments)]
+fn build_step_plan(
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    b: &Buffers<'_>,
+    data: &GpuData,
+    order: &wgpu::Buffer,
+    batch: usize,
+    len: usize,
+) -> Result<Plan> {
+    let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
+    let chunks = len.div_ceil(ws.rows);
+    for c in 0..chunks {
+        let off = c * ws.rows;
+        let rows = ws.rows.min(len - off);
+        let first = c == 0;
+        let last_chunk = c + 1 == chunks;
+        pb.push(
+            format!("activations[0], labels = train[order[step·{batch} + {off}..][..{rows}]]"),
+            Kernel::BatchGather,
+            &[
+                &ws.activations[0],
+                &ws.labels,
+                &data.images,
+                &data.labels,
+                order,
+                b.state,
+            ],
+            words(&[rows as u32, batch as u32, off as u32, FROM_STATE]),
+            groups_1d(rows * PIXELS / 4, 256),
+        );
+        push_forward(&mut pb, g, spec, ws, rows, b.params);
+        let flags = SLOT_FROM_STATE
+            | if first { 0 } else { ACCUMULATE }
+            | if last_chunk { ADVANCE } else { 0 };
+        pb.push(
+            if last_chunk {
+                "step_losses[step] += Σ losses; step += 1"
+            } else {
+                "step_losses[step] += Σ losses"
+            },
+            Kernel::LossReduce,
+            &[b.step_losses, b.state, &ws.losses],
+            loss_words(rows, flags, 0, 1.0),
+            [1, 1, 1],
+        );
+        push_backward(&mut pb, g, spec, ws, b, rows, 1.0 / len as f32, !first);
+    }
+    pb.push(
+        "params −= lr·(velocity = μ·velocity + grads)",
+        Kernel::SgdUpdate,
+        &[b.params, b.velocity, b.grads],
+        UniformSrc::Buffer(b.hyper.clone()),
+        groups_1d(spec.num_params(), 256),
+    );
+    pb.build()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_eval_plan(
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    params: &wgpu::Buffer,
+    state: &wgpu::Buffer,
+    data: &GpuData,
+    order: &wgpu::Buffer,
+    sums: &wgpu::Buffer,
+    correct: &wgpu::Buffer,
+) -> Result<Plan> {
+    let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("evaluate, {} samples", data.n));
+    let last = spec.sizes.len() - 1;
+    for c in 0..data.n.div_ceil(ws.rows) {
+        let off = c * ws.rows;
+        let rows = ws.rows.min(data.n - off);
+        pb.push(
+            format!("activations[0], labels = test[{off}..][..{rows}]"),
+            Kernel::BatchGather,
+            &[
+                &ws.activations[0],
+                &ws.labels,
+                &data.images,
+                &data.labels,
+                order,
+                state,
+            ],
+            words(&[rows as u32, 0, off as u32, 0]),
+            groups_1d(rows * PIXELS / 4, 256),
+        );
+        push_forward(&mut pb, g, spec, ws, rows, params);
+        pb.push(
+            format!("eval_sums[{c}] = Σ losses"),
+            Kernel::LossReduce,
+            &[sums, state, &ws.losses],
+            loss_words(rows, 0, c as u32, 1.0),
+            [1, 1, 1],
+        );
+        pb.push(
+            "eval_correct += #(argmax == label)",
+            Kernel::ArgmaxCorrect,
+            &[correct, &ws.activations[last], &ws.labels],
+            loss_words(rows, 0, 0, 1.0),
+            [(rows as u32).div_ceil(64), 1, 1],
+        );
+    }
+    pb.build()
+}
+
+impl Backend for GpuBackend {
+    fn device(&self) -> String {
+        format!(
+            "gpu: {}, {} matmul",
+            self.gpu.ctx.describe(),
+            self.gpu.kernels.variant.name()
+        )
+    }
+
+    fn begin_epoch(&mut self, order: &[u32]) -> Result<()> {
+        self.sync()?;
+        if order.len() != self.n_train {
+            return Err(Error::Gpu(format!(
+                "order has {} entries, the training set {}",
+                order.len(),
+                self.n_train
+            )));
+        }
+        let q = &self.gpu.ctx.queue;
+        q.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        q.write_buffer(&self.state, 0, &[0u8; 16]);
+        self.epoch_steps = 0;
+        self.epoch_samples = 0;
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize, start: usize, len: usize, lr: f32) -> Result<()> {
+        if start != self.epoch_steps * self.batch || step != self.epoch_steps {
+            return Err(Error::Gpu(format!(
+                "steps must run in order: got step {step} at sample {start}, expected step {} at {}",
+                self.epoch_steps,
+                self.epoch_steps * self.batch
+            )));
+        }
+        if self.lr != Some(lr) {
+            // Commands already recorded must keep the rate they were recorded with.
+            self.flush()?;
+            let w = [
+                self.spec.num_params() as u32,
+                lr.to_bits(),
+                self.momentum.to_bits(),
+                0,
+            ];
+            self.gpu
+                .ctx
+                .queue
+                .write_buffer(&self.hyper, 0, bytemuck::cast_slice(&w));
+            self.lr = Some(lr);
+        }
+        let plan = if len == self.batch {
+            &self.step_plan
+        } else {
+            match &self.tail_plan {
+                Some(p) if len == self.n_train % self.batch => p,
+                _ => {
+                    return Err(Error::Gpu(format!(
+                        "no plan for a step of {len} samples (batch {})",
+                        self.batch
+                    )));
+                }
+            }
+        };
+        let enc = self.encoder.get_or_insert_with(|| {
+            self.gpu
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("train steps"),
+                })
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: None,
+            });
+            plan.encode(&self.gpu.kernels, &mut pass)?;
+        }
+        self.counters.dispatches += plan.dispatches.len();
+        self.counters.steps += 1;
+        self.epoch_steps += 1;
+        self.epoch_samples += len;
+        self.pending_steps += 1;
+        if self.pending_steps >= STEPS_PER_SUBMIT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn end_epoch(&mut self) -> Result<EpochStats> {
+        let losses = self.step_losses()?;
+        let mut stats = EpochStats {
+            samples: self.epoch_samples,
+            ..Default::default()
+        };
+        for (i, &l) in losses.iter().enumerate() {
+            if !l.is_finite() && stats.nonfinite.is_none() {
+                let len = if (i + 1) * self.batch > self.n_train {
+                    self.n_train % self.batch
+                } else {
+                    self.batch
+                };
+                stats.nonfinite = Some((i, l / len as f32));
+            }
+            stats.loss_sum += l as f64;
+        }
+        Ok(stats)
+    }
+
+    fn evaluate(&mut self) -> Result<EvalStats> {
+        self.flush()?;
+        let mut enc = self
+            .gpu
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("evaluate"),
+            });
+        enc.clear_buffer(&self.eval_correct, 0, None);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("evaluate"),
+                timestamp_writes: None,
+            });
+            self.eval_plan.encode(&self.gpu.kernels, &mut pass)?;
+        }
+        self.gpu.ctx.queue.submit([enc.finish()]);
+        self.counters.submits += 1;
+        self.counters.dispatches += self.eval_plan.dispatches.len();
+        let chunks = self.n_test.div_ceil(EVAL_ROWS);
+        let sums = self.gpu.read_f32(&self.eval_sums, chunks)?;
+        let correct = self.gpu.read_u32(&self.eval_correct, 1)?[0];
+        self.counters.readbacks += 2;
+        let n = self.n_test.max(1) as f64;
+        Ok(EvalStats {
+            loss: sums.iter().map(|&s| s as f64).sum::<f64>() / n,
+            accuracy: correct as f64 / n,
+            samples: self.n_test,
+        })
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        self.sync()?;
+        self.counters.readbacks += 1;
+        self.gpu.read_f32(&self.params, self.spec.num_params())
+    }
+}

@@ -1,0 +1,773 @@
+//! Parity of every GPU kernel with its CPU twin, and of whole training steps: the engine of
+//! `descent verify` and of the GPU tests.
+
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::cpu::{self, CpuBackend, kernels as twin};
+use crate::data::{CLASSES, Dataset, PIXELS};
+use crate::error::{Error, Result};
+use crate::gpu::plan::{PlanBuilder, groups_1d, words};
+use crate::gpu::{Gpu, GpuBackend, Kernel};
+use crate::model::{Activation, Init, Loss, ModelSpec};
+use crate::rng;
+
+/// One line of the verification table.
+#[derive(Clone, Debug)]
+pub struct CheckRow {
+    pub kernel: String,
+    pub shape: String,
+    pub max_abs: f32,
+    pub max_rel: f32,
+    /// The first element outside `atol + rtol·|ref|`, if any.
+    pub first_bad: Option<usize>,
+}
+
+impl CheckRow {
+    pub fn pass(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Compares `got` with the CPU reference `want` under |got − want| ≤ atol + rtol·|want|.
+pub fn compare(
+    kernel: &str,
+    shape: String,
+    got: &[f32],
+    want: &[f32],
+    atol: f32,
+    rtol: f32,
+) -> CheckRow {
+    let mut row = CheckRow {
+        kernel: kernel.to_owned(),
+        shape,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        first_bad: (got.len() != want.len()).then_some(got.len().min(want.len())),
+    };
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (g - w).abs();
+        let bad = d.is_nan() || d > atol + rtol * w.abs();
+        if bad && row.first_bad.is_none() {
+            row.first_bad = Some(i);
+        }
+        if d > row.max_abs || d.is_nan() {
+            row.max_abs = d;
+        }
+        let rel = d / w.abs().max(1e-6);
+        if rel > row.max_rel {
+            row.max_rel = rel;
+        }
+    }
+    row
+}
+
+fn rand_vec(n: usize, seed: u32, stream: u32, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| lo + (hi - lo) * rng::uniform(seed, stream, i as u32))
+        .collect()
+}
+
+fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
+    (0..n)
+        .map(|i| rng::hash3(seed, 77, i as u32) % CLASSES as u32)
+        .collect()
+}
+
+/// Runs one dispatch of `kernel` over buffers initialised from `inputs` (in binding order) and
+/// returns every buffer's contents afterwards.
+pub fn run_one(
+    gpu: &Gpu,
+    kernel: Kernel,
+    inputs: &[&[u8]],
+    uniform: &[u32],
+    workgroups: [u32; 3],
+) -> Result<Vec<Vec<u8>>> {
+    let bufs: Vec<wgpu::Buffer> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| gpu.storage_init(&format!("{}[{i}]", kernel.name()), b))
+        .collect();
+    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
+    pb.push(kernel.name(), kernel, &refs, words(uniform), workgroups);
+    let plan = pb.build()?;
+    let mut enc = gpu
+        .ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("verify"),
+        });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name()),
+            timestamp_writes: None,
+        });
+        plan.encode(&gpu.kernels, &mut pass)?;
+    }
+    gpu.ctx.queue.submit([enc.finish()]);
+    bufs.iter()
+        .zip(inputs)
+        .map(|(b, i)| {
+            let bytes = gpu
+                .ctx
+                .read_back(b, i.len().max(4).next_multiple_of(4) as u64)?;
+            Ok(bytes[..i.len()].to_vec())
+        })
+        .collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(b)
+}
+
+fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+/// Matrix-product shapes (batch, in, out): batch 1, odd sizes, sizes off the tile, K > M, N.
+pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
+    (1, 784, 128),
+    (7, 13, 10),
+    (100, 300, 33),
+    (3, 1000, 5),
+    (64, 784, 128),
+    (33, 17, 70),
+];
+
+/// matmul_forward: out[B,N] = inp[B,K]·W[N,K]ᵀ + bias, with W and bias at offsets in one buffer.
+pub fn check_matmul_forward(
+    gpu: &Gpu,
+    (b, k, n): (usize, usize, usize),
+    seed: u32,
+) -> Result<CheckRow> {
+    let inp = rand_vec(b * k, seed, 1, -1.0, 1.0);
+    // params: [3 junk, W [N,K], bias [N]]
+    let mut params = rand_vec(3 + n * k + n, seed, 2, -0.5, 0.5);
+    params[..3].fill(f32::NAN);
+    let (w_off, b_off) = (3, 3 + n * k);
+    let mut want = vec![0.0; b * n];
+    twin::matmul_forward(
+        &mut want,
+        &inp,
+        &params[w_off..b_off],
+        &params[b_off..],
+        b,
+        k,
+        n,
+    );
+    let block = gpu.kernels.variant.block();
+    let out = run_one(
+        gpu,
+        Kernel::MatmulForward,
+        &[
+            bytes(&vec![0f32; b * n]),
+            bytes(&inp),
+            bytes(&params),
+            bytes(&params),
+        ],
+        &[
+            b as u32,
+            n as u32,
+            k as u32,
+            1,
+            0,
+            k as u32,
+            1,
+            w_off as u32,
+            1,
+            k as u32,
+            0,
+            b_off as u32,
+        ],
+        [(n as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
+    )?;
+    Ok(compare(
+        "matmul_forward",
+        format!("B={b} K={k} N={n}"),
+        &f32s(&out[0]),
+        &want,
+        1e-5,
+        1e-4,
+    ))
+}
+
+/// matmul_backward_input: dinp[B,K] = dout[B,N]·W[N,K].
+pub fn check_matmul_backward_input(
+    gpu: &Gpu,
+    (b, k, n): (usize, usize, usize),
+    seed: u32,
+) -> Result<CheckRow> {
+    let dout = rand_vec(b * n, seed, 3, -1.0, 1.0);
+    let params = rand_vec(5 + n * k, seed, 4, -0.5, 0.5);
+    let w_off = 5;
+    let mut want = vec![0.0; b * k];
+    twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
+    let block = gpu.kernels.variant.block();
+    let out = run_one(
+        gpu,
+        Kernel::MatmulBackwardInput,
+        &[
+            bytes(&vec![7f32; b * k]),
+            bytes(&dout),
+            bytes(&params),
+            bytes(&params),
+        ],
+        &[
+            b as u32,
+            k as u32,
+            n as u32,
+            0,
+            0,
+            n as u32,
+            1,
+            w_off as u32,
+            k as u32,
+            1,
+            0,
+            0,
+        ],
+        [(k as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
+    )?;
+    Ok(compare(
+        "matmul_backward_input",
+        format!("B={b} K={k} N={n}"),
+        &f32s(&out[0]),
+        &want,
+        1e-5,
+        1e-4,
+    ))
+}
+
+/// matmul_backward_weight: dW[N,K] (+)= dout[B,N]ᵀ·inp[B,K], into a grads buffer at an offset.
+pub fn check_matmul_backward_weight(
+    gpu: &Gpu,
+    (b, k, n): (usize, usize, usize),
+    accumulate: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
+    let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
+    let off = 2;
+    let grads = rand_vec(off + n * k, seed, 7, -1.0, 1.0);
+    let mut want = grads.clone();
+    twin::matmul_backward_weight(&mut want[off..], &dout, &inp, b, k, n, accumulate);
+    let block = gpu.kernels.variant.block();
+    let out = run_one(
+        gpu,
+        Kernel::MatmulBackwardWeight,
+        &[bytes(&grads), bytes(&dout), bytes(&inp), bytes(&inp)],
+        &[
+            n as u32,
+            k as u32,
+            b as u32,
+            if accumulate { 2 } else { 0 },
+            0,
+            1,
+            n as u32,
+            0,
+            k as u32,
+            1,
+            off as u32,
+            0,
+        ],
+        [(k as u32).div_ceil(block), (n as u32).div_ceil(block), 1],
+    )?;
+    Ok(compare(
+        "matmul_backward_weight",
+        format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
+        &f32s(&out[0]),
+        &want,
+        1e-5,
+        1e-4,
+    ))
+}
+
+/// bias_backward: dbias[N] (+)= Σ_b dout[b, N].
+pub fn check_bias_backward(
+    gpu: &Gpu,
+    b: usize,
+    n: usize,
+    accumulate: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    let dout = rand_vec(b * n, seed, 8, -1.0, 1.0);
+    let off = 3;
+    let grads = rand_vec(off + n, seed, 9, -1.0, 1.0);
+    let mut want = grads.clone();
+    twin::bias_backward(&mut want[off..], &dout, b, n, accumulate);
+    let out = run_one(
+        gpu,
+        Kernel::BiasBackward,
+        &[bytes(&grads), bytes(&dout)],
+        &[
+            b as u32,
+            n as u32,
+            off as u32,
+            if accumulate { 2 } else { 0 },
+        ],
+        [(n as u32).div_ceil(64), 1, 1],
+    )?;
+    Ok(compare(
+        "bias_backward",
+        format!("B={b} N={n}"),
+        &f32s(&out[0]),
+        &want,
+        1e-5,
+        1e-5,
+    ))
+}
+
+/// An activation's forward (in place) and backward (scales dact by f'(act)).
+pub fn check_activation(
+    gpu: &Gpu,
+    a: Activation,
+    backward: bool,
+    n: usize,
+    seed: u32,
+) -> Result<CheckRow> {
+    let x = rand_vec(n, seed, 10, -4.0, 4.0);
+    let (kernel, name) = match (a, backward) {
+        (Activation::Relu, false) => (Kernel::ReluForward, "relu_forward"),
+        (Activation::Relu, true) => (Kernel::ReluBackward, "relu_backward"),
+        (Activation::Sigmoid, false) => (Kernel::SigmoidForward, "sigmoid_forward"),
+        (Activation::Sigmoid, true) => (Kernel::SigmoidBackward, "sigmoid_backward"),
+        (Activation::Tanh, false) => (Kernel::TanhForward, "tanh_forward"),
+        (Activation::Tanh, true) => (Kernel::TanhBackward, "tanh_backward"),
+    };
+    let (got, want) = if backward {
+        let mut act = x.clone();
+        twin::activation_forward(a, &mut act);
+        let dact = rand_vec(n, seed, 11, -1.0, 1.0);
+        let mut want = dact.clone();
+        twin::activation_backward(a, &mut want, &act);
+        let out = run_one(
+            gpu,
+            kernel,
+            &[bytes(&dact), bytes(&act)],
+            &[n as u32],
+            groups_1d(n, 256),
+        )?;
+        (f32s(&out[0]), want)
+    } else {
+        let mut want = x.clone();
+        twin::activation_forward(a, &mut want);
+        let out = run_one(gpu, kernel, &[bytes(&x)], &[n as u32], groups_1d(n, 256))?;
+        (f32s(&out[0]), want)
+    };
+    Ok(compare(name, format!("n={n}"), &got, &want, 1e-6, 1e-5))
+}
+
+/// The loss kernels: forward (per-sample loss, and probs for cross-entropy) and backward.
+pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) -> Result<CheckRow> {
+    let c = CLASSES;
+    let logits = rand_vec(b * c, seed, 12, -6.0, 6.0);
+    let labels = rand_labels(b, seed);
+    let scale = 1.0 / b as f32;
+    let shape = format!("B={b}");
+    let lw = |flags: u32| [b as u32, c as u32, flags, 0, scale.to_bits()];
+    let mut losses = vec![0.0; b];
+    let mut probs = vec![0.0; b * c];
+    match (loss, backward) {
+        (Loss::Xent, false) => {
+            twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
+            let out = run_one(
+                gpu,
+                Kernel::SoftmaxXentForward,
+                &[
+                    bytes(&vec![0f32; b]),
+                    bytes(&vec![0f32; b * c]),
+                    bytes(&logits),
+                    bytes(&labels),
+                ],
+                &lw(0),
+                [(b as u32).div_ceil(64), 1, 1],
+            )?;
+            let mut got = f32s(&out[0]);
+            got.extend(f32s(&out[1]));
+            losses.extend(probs);
+            Ok(compare(
+                "softmax_xent_forward",
+                shape,
+                &got,
+                &losses,
+                1e-5,
+                1e-5,
+            ))
+        }
+        (Loss::Xent, true) => {
+            twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
+            let mut want = vec![0.0; b * c];
+            twin::softmax_xent_backward(&mut want, &probs, &labels, b, c, scale);
+            let out = run_one(
+                gpu,
+                Kernel::SoftmaxXentBackward,
+                &[bytes(&vec![0f32; b * c]), bytes(&probs), bytes(&labels)],
+                &lw(0),
+                groups_1d(b * c, 256),
+            )?;
+            Ok(compare(
+                "softmax_xent_backward",
+                shape,
+                &f32s(&out[0]),
+                &want,
+                1e-6,
+                1e-5,
+            ))
+        }
+        (Loss::Mse, false) => {
+            twin::mse_forward(&mut losses, &logits, &labels, b, c);
+            let out = run_one(
+                gpu,
+                Kernel::MseForward,
+                &[bytes(&vec![0f32; b]), bytes(&logits), bytes(&labels)],
+                &lw(0),
+                [(b as u32).div_ceil(64), 1, 1],
+            )?;
+            Ok(compare(
+                "mse_forward",
+                shape,
+                &f32s(&out[0]),
+                &losses,
+                1e-5,
+                1e-5,
+            ))
+        }
+        (Loss::Mse, true) => {
+            let mut want = vec![0.0; b * c];
+            twin::mse_backward(&mut want, &logits, &labels, b, c, scale);
+            let out = run_one(
+                gpu,
+                Kernel::MseBackward,
+                &[bytes(&vec![0f32; b * c]), bytes(&logits), bytes(&labels)],
+                &lw(0),
+                groups_1d(b * c, 256),
+            )?;
+            Ok(compare(
+                "mse_backward",
+                shape,
+                &f32s(&out[0]),
+                &want,
+                1e-6,
+                1e-5,
+            ))
+        }
+    }
+}
+
+/// loss_reduce: sums[slot] (+)= Σ losses, with the slot taken from the step counter, which
+/// advances.
+pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) -> Result<CheckRow> {
+    let losses = rand_vec(rows, seed, 13, 0.0, 3.0);
+    let sums = rand_vec(4, seed, 14, 0.0, 1.0);
+    let state = [2u32, 0, 0, 0];
+    let mut want = sums.clone();
+    twin::loss_reduce(&mut want[2], &losses, rows, accumulate);
+    let flags = 4 | 8 | if accumulate { 2 } else { 0 };
+    let out = run_one(
+        gpu,
+        Kernel::LossReduce,
+        &[bytes(&sums), bytes(&state), bytes(&losses)],
+        &[rows as u32, CLASSES as u32, flags, 0],
+        [1, 1, 1],
+    )?;
+    let mut got = f32s(&out[0]);
+    let step: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
+    // The step counter must have advanced: fold that into the comparison as one more element.
+    got.push(step[0] as f32);
+    want.push(3.0);
+    Ok(compare(
+        "loss_reduce",
+        format!("rows={rows}"),
+        &got,
+        &want,
+        1e-5,
+        1e-5,
+    ))
+}
+
+/// argmax_correct: correct += #(argmax(logits) == label), ties to the first maximum.
+pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> {
+    let mut logits = rand_vec(b * CLASSES, seed, 15, -2.0, 2.0);
+    // Quantise so ties happen.
+    logits.iter_mut().for_each(|x| *x = (*x * 2.0).round());
+    let labels = rand_labels(b, seed);
+    let mut want = 5u32;
+    twin::argmax_correct(&mut want, &logits, &labels, b, CLASSES);
+    let out = run_one(
+        gpu,
+        Kernel::ArgmaxCorrect,
+        &[bytes(&[5u32]), bytes(&logits), bytes(&labels)],
+        &[b as u32, CLASSES as u32, 0, 0],
+        [(b as u32).div_ceil(64), 1, 1],
+    )?;
+    let got: Vec<u32> = bytemuck::pod_collect_to_vec(&out[0]);
+    Ok(compare(
+        "argmax_correct",
+        format!("B={b}"),
+        &[got[0] as f32],
+        &[want as f32],
+        0.0,
+        0.0,
+    ))
+}
+
+/// batch_gather: rows of a shuffled, packed-u8 data set, from the step counter's position.
+pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
+    let n = 300;
+    let images: Vec<u8> = (0..n * PIXELS)
+        .map(|i| (rng::hash3(seed, 16, i as u32) & 255) as u8)
+        .collect();
+    let labels8: Vec<u8> = (0..n)
+        .map(|i| (rng::hash3(seed, 17, i as u32) % 10) as u8)
+        .collect();
+    let labels: Vec<u32> = labels8.iter().map(|&l| l as u32).collect();
+    let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
+    let (batch, step, base) = (rows, 1usize, 3usize);
+    let start = step * batch + base;
+    let mut x = vec![0.0; rows * PIXELS];
+    let mut y = vec![0u32; rows];
+    twin::batch_gather(&mut x, &mut y, &images, &labels8, &order, start, rows);
+    let out = run_one(
+        gpu,
+        Kernel::BatchGather,
+        &[
+            bytes(&vec![0f32; rows * PIXELS]),
+            bytes(&vec![0u32; rows]),
+            &images,
+            bytes(&labels),
+            bytes(&order),
+            bytes(&[step as u32, 0, 0, 0]),
+        ],
+        &[rows as u32, batch as u32, base as u32, 1],
+        groups_1d(rows * PIXELS / 4, 256),
+    )?;
+    let mut got = f32s(&out[0]);
+    let gy: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
+    got.extend(gy.iter().map(|&v| v as f32));
+    x.extend(y.iter().map(|&v| v as f32));
+    Ok(compare(
+        "batch_gather",
+        format!("rows={rows}"),
+        &got,
+        &x,
+        1e-7,
+        1e-6,
+    ))
+}
+
+/// sgd_update over a flat parameter buffer.
+pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
+    let params = rand_vec(n, seed, 18, -1.0, 1.0);
+    let velocity = rand_vec(n, seed, 19, -0.1, 0.1);
+    let grads = rand_vec(n, seed, 20, -1.0, 1.0);
+    let (lr, momentum) = (0.05f32, 0.9f32);
+    let (mut wp, mut wv) = (params.clone(), velocity.clone());
+    twin::sgd_update(&mut wp, &mut wv, &grads, lr, momentum);
+    let out = run_one(
+        gpu,
+        Kernel::SgdUpdate,
+        &[bytes(&params), bytes(&velocity), bytes(&grads)],
+        &[n as u32, lr.to_bits(), momentum.to_bits()],
+        groups_1d(n, 256),
+    )?;
+    let mut got = f32s(&out[0]);
+    got.extend(f32s(&out[1]));
+    wp.extend(wv);
+    Ok(compare(
+        "sgd_update",
+        format!("n={n}"),
+        &got,
+        &wp,
+        1e-6,
+        1e-5,
+    ))
+}
+
+/// Every kernel against its CPU twin on seeded random inputs of several shapes.
+pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
+    let mut rows = Vec::new();
+    for (i, &s) in MATMUL_SHAPES.iter().enumerate() {
+        let seed = i as u32;
+        rows.push(check_matmul_forward(gpu, s, seed)?);
+        rows.push(check_matmul_backward_input(gpu, s, seed)?);
+        rows.push(check_matmul_backward_weight(gpu, s, i % 2 == 1, seed)?);
+    }
+    for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
+        rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32)?);
+    }
+    for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+        for backward in [false, true] {
+            for (i, n) in [1, 1000, 70_001].into_iter().enumerate() {
+                rows.push(check_activation(gpu, a, backward, n, i as u32)?);
+            }
+        }
+    }
+    for loss in [Loss::Xent, Loss::Mse] {
+        for backward in [false, true] {
+            for (i, b) in [1, 7, 100].into_iter().enumerate() {
+                rows.push(check_loss(gpu, loss, backward, b, i as u32)?);
+            }
+        }
+    }
+    for (i, r) in [1, 7, 1000].into_iter().enumerate() {
+        rows.push(check_loss_reduce(gpu, r, i == 1, i as u32)?);
+    }
+    for (i, b) in [1, 7, 100].into_iter().enumerate() {
+        rows.push(check_argmax_correct(gpu, b, i as u32)?);
+        rows.push(check_batch_gather(gpu, b, i as u32)?);
+    }
+    for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
+        rows.push(check_sgd_update(gpu, n, i as u32)?);
+    }
+    Ok(rows)
+}
+
+/// A small synthetic data set (random pixels, labels from a fixed rule) for step parity.
+pub fn synthetic(n: usize, seed: u32) -> Dataset {
+    Dataset {
+        images: (0..n * PIXELS)
+            .map(|i| (rng::hash3(seed, 21, i as u32) & 255) as u8)
+            .collect(),
+        labels: (0..n)
+            .map(|i| (rng::hash3(seed, 22, i as u32) % 10) as u8)
+            .collect(),
+    }
+}
+
+/// Trains `steps` steps on the CPU and GPU from the same seed and compares: the first step's
+/// gradient, the per-step losses, and the final parameters.
+pub fn step_checks(
+    gpu: Arc<Gpu>,
+    spec: &ModelSpec,
+    batch: usize,
+    steps: usize,
+) -> Result<Vec<CheckRow>> {
+    let n = batch * steps;
+    let train = Arc::new(synthetic(n, 3));
+    let test = Arc::new(synthetic(50, 4));
+    let params = spec.init_params(Init::Auto, 11);
+    let order = rng::permutation(n, 5, rng::stream::SHUFFLE);
+    let (lr, momentum) = (0.05, 0.9);
+    let mut cpu = CpuBackend::new(
+        spec.clone(),
+        params.clone(),
+        train.clone(),
+        test.clone(),
+        batch,
+        momentum,
+    );
+    let mut gpu_b = GpuBackend::new(gpu, spec.clone(), &params, &train, &test, batch, momentum)?;
+    let shape = format!("{} B={batch}", spec.describe());
+    let mut rows = Vec::new();
+
+    // One step's gradient against the CPU reference on the same batch.
+    let mut x = vec![0.0; batch * PIXELS];
+    let mut y = vec![0u32; batch];
+    twin::batch_gather(
+        &mut x,
+        &mut y,
+        &train.images,
+        &train.labels,
+        &order,
+        0,
+        batch,
+    );
+    let (_, want_grads) = cpu::loss_and_grads(spec, &params, &x, &y);
+    cpu.begin_epoch(&order)?;
+    gpu_b.begin_epoch(&order)?;
+    let mut cpu_losses = Vec::new();
+    let mut before = 0.0;
+    for s in 0..steps {
+        cpu.step(s, s * batch, batch, lr)?;
+        gpu_b.step(s, s * batch, batch, lr)?;
+        if s == 0 {
+            let g = gpu_b.grads()?;
+            rows.push(compare(
+                "step: grads",
+                shape.clone(),
+                &g,
+                &want_grads,
+                1e-5,
+                1e-3,
+            ));
+        }
+        let total = cpu.end_epoch()?.loss_sum;
+        cpu_losses.push(((total - before) / batch as f64) as f32);
+        before = total;
+    }
+    let gpu_losses: Vec<f32> = gpu_b
+        .step_losses()?
+        .iter()
+        .map(|&l| l / batch as f32)
+        .collect();
+    rows.push(compare(
+        "steps: loss trajectory",
+        format!("{shape}, {steps} steps"),
+        &gpu_losses,
+        &cpu_losses,
+        1e-4,
+        1e-4,
+    ));
+    let p_cpu = cpu.params()?;
+    let p_gpu = gpu_b.params()?;
+    rows.push(compare(
+        "steps: final params",
+        format!("{shape}, {steps} steps"),
+        &p_gpu,
+        &p_cpu,
+        1e-4,
+        1e-3,
+    ));
+    let e_cpu = cpu.evaluate()?;
+    let e_gpu = gpu_b.evaluate()?;
+    rows.push(compare(
+        "evaluate: loss, accuracy",
+        format!("{shape}, 50 samples"),
+        &[e_gpu.loss as f32, e_gpu.accuracy as f32],
+        &[e_cpu.loss as f32, e_cpu.accuracy as f32],
+        1e-4,
+        1e-3,
+    ));
+    Ok(rows)
+}
+
+/// Formats the table `descent verify` prints.
+pub fn table(rows: &[CheckRow]) -> String {
+    let mut s = format!(
+        "{:<26} {:<34} {:>11} {:>11}  {}\n",
+        "kernel", "shape", "max abs err", "max rel err", "result"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<26} {:<34} {:>11.3e} {:>11.3e}  {}\n",
+            r.kernel,
+            r.shape,
+            r.max_abs,
+            r.max_rel,
+            match r.first_bad {
+                None => "pass".to_owned(),
+                Some(i) => format!("FAIL (first bad index {i})"),
+            }
+        ));
+    }
+    s
+}
+
+/// Fails when any row failed, naming them.
+pub fn require_all_pass(rows: &[CheckRow]) -> Result<()> {
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.pass())
+        .map(|r| format!("{} {}", r.kernel, r.shape))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Gpu(format!(
+            "{} check(s) failed on this adapter: {}",
+            bad.len(),
+            bad.join("; ")
+        )))
+    }
+}
