@@ -212,6 +212,9 @@ pub struct BenchArgs {
     pub momentum: f32,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// GPU only: also time every dispatch of one step with timestamp queries.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -452,6 +455,60 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     let n = train.len();
     let (train, test) = (Arc::new(train), Arc::new(test));
     let order = train::epoch_order(n, 0, 1);
+    if args.profile {
+        let gpu = open_gpu(
+            &DeviceArgs {
+                device: DeviceChoice::Gpu,
+                ..args.device.clone()
+            },
+            train.images.len() as u64,
+        )?
+        .ok_or_else(|| Error::InvalidArg("--profile needs a GPU adapter".into()))?;
+        for b in &batches {
+            let batch = b.resolve(n);
+            let mut g = GpuBackend::new(
+                gpu.clone(),
+                spec.clone(),
+                &spec.init_params(Init::Auto, 0),
+                &train,
+                &test,
+                batch,
+                momentum,
+            )?;
+            g.begin_epoch(&order)?;
+            // A warm-up step, then the median of five timed ones per dispatch.
+            g.profile_step()?;
+            let runs: Vec<_> = (0..5).map(|_| g.profile_step()).collect::<Result<_>>()?;
+            let rows: Vec<_> = (0..runs[0].len())
+                .map(|i| {
+                    let mut t: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+                    t.sort_by(f64::total_cmp);
+                    (runs[0][i].0.clone(), t[t.len() / 2])
+                })
+                .collect();
+            let total: f64 = rows.iter().map(|r| r.1).sum();
+            println!(
+                "\nprofile of one step, batch {batch}, {}: {:.1} µs of kernel time in {} dispatches",
+                g.device(),
+                total / 1e3,
+                rows.len()
+            );
+            println!("| # | kernel | what | µs | GFLOP/s |\n|---|---|---|---|---|");
+            for (i, (d, ns)) in rows.iter().enumerate() {
+                let flops = d
+                    .flops
+                    .map(|f| format!("{:.1}", f as f64 / ns.max(1.0)))
+                    .unwrap_or_default();
+                println!(
+                    "| {i} | {} | {} | {:.1} | {flops} |",
+                    d.kernel.name(),
+                    d.label,
+                    ns / 1e3
+                );
+            }
+        }
+        return Ok(());
+    }
     println!("model {}, {} training samples", spec.describe(), n);
     println!("| device | batch | samples/s (median) | GFLOP/s | rounds |");
     println!("|---|---|---|---|---|");
@@ -466,10 +523,10 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             batch,
             momentum,
         )?;
-        // A round is ~16k samples (at least one step), timed to the end of its work.
-        let steps_per_round = (16_384 / batch).max(1);
+        // A round is the first ~16k samples of an epoch (at least one step), timed to the end
+        // of its work.
+        let steps_per_round = (16_384 / batch).clamp(1, n.div_ceil(batch));
         let mut rates = Vec::new();
-        let mut cursor = 0usize;
         let t_all = Instant::now();
         let mut round = 0;
         while round < 2 || t_all.elapsed().as_secs_f64() < args.seconds || rates.len() < 3 {
@@ -477,12 +534,8 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             let t0 = Instant::now();
             let mut samples = 0;
             for step in 0..steps_per_round {
-                if cursor >= n {
-                    cursor = 0;
-                }
-                let len = batch.min(n - cursor);
-                backend.step(step, cursor, len, lr)?;
-                cursor += len;
+                let len = batch.min(n - step * batch);
+                backend.step(step, step * batch, len, lr)?;
                 samples += len;
             }
             backend.end_epoch()?;

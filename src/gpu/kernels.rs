@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_VEC4: &str = include_str!("../../shaders/matmul_vec4.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 const BIAS: &str = include_str!("../../shaders/bias.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
@@ -116,7 +117,17 @@ impl Kernel {
         }
     }
 
-    fn source(self, mm: MatmulVariant) -> (&'static str, &'static str) {
+    pub fn is_matmul(self) -> bool {
+        matches!(
+            self,
+            Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight
+        )
+    }
+
+    fn source(self, mm: MatmulVariant, vec4: bool) -> (&'static str, &'static str) {
+        if vec4 && self.is_matmul() {
+            return ("matmul_vec4.wgsl", MATMUL_VEC4);
+        }
         match self {
             Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
                 match mm {
@@ -172,18 +183,26 @@ pub struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// All pipelines, built once per device.
+/// All pipelines, built once per device, keyed by kernel and whether it is the vec4 version.
 pub struct Kernels {
     pub variant: MatmulVariant,
-    pipelines: HashMap<Kernel, Pipeline>,
+    pipelines: HashMap<(Kernel, bool), Pipeline>,
 }
 
 impl Kernels {
     pub fn new(ctx: &GpuContext, variant: MatmulVariant) -> Result<Self> {
         let mut modules: HashMap<&'static str, wgpu::ShaderModule> = HashMap::new();
         let mut pipelines = HashMap::new();
-        for k in Kernel::ALL {
-            let (file, src) = k.source(variant);
+        let vec4_matmuls = Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_matmul() && variant == MatmulVariant::Blocked)
+            .map(|k| (k, true));
+        for (k, vec4) in Kernel::ALL
+            .into_iter()
+            .map(|k| (k, false))
+            .chain(vec4_matmuls)
+        {
+            let (file, src) = k.source(variant, vec4);
             if !modules.contains_key(file) {
                 let module = ctx.scoped(&format!("compiling shaders/{file}"), || {
                     ctx.device
@@ -241,14 +260,18 @@ impl Kernels {
                         });
                 Pipeline { pipeline, layout }
             })?;
-            pipelines.insert(k, p);
+            pipelines.insert((k, vec4), p);
         }
         Ok(Kernels { variant, pipelines })
     }
 
-    pub fn get(&self, k: Kernel) -> Result<&Pipeline> {
+    pub fn get(&self, k: Kernel, vec4: bool) -> Result<&Pipeline> {
         self.pipelines
-            .get(&k)
-            .ok_or_else(|| Error::Gpu(format!("no pipeline for {}", k.name())))
+            .get(&(k, vec4))
+            .ok_or_else(|| Error::Gpu(format!("no pipeline for {} (vec4: {vec4})", k.name())))
+    }
+
+    pub fn source_of(&self, k: Kernel, vec4: bool) -> &'static str {
+        k.source(self.variant, vec4).0
     }
 }

@@ -237,6 +237,19 @@ fn push_mm(
 ) {
     let u = |x: usize| x as u32;
     let block = variant.block() as usize;
+    let vec4_block = 64;
+    // The vec4 kernels need every row start 16-byte aligned; check the strides that step rows.
+    let al = |x: usize| x.is_multiple_of(4);
+    let vec4 = variant == MatmulVariant::Blocked
+        && match kernel {
+            Kernel::MatmulForward => {
+                al(mm.k) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.2)
+            }
+            Kernel::MatmulBackwardInput => {
+                al(mm.k) && al(mm.n) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.1)
+            }
+            _ => al(mm.m) && al(mm.n) && al(mm.a.0) && al(mm.a.2) && al(mm.b.0) && al(mm.b.1),
+        };
     pb.push(
         label,
         kernel,
@@ -255,8 +268,20 @@ fn push_mm(
             u(mm.c_off),
             u(mm.bias_off),
         ]),
-        [u(mm.n.div_ceil(block)), u(mm.m.div_ceil(block)), 1],
+        if vec4 {
+            [
+                u(mm.n.div_ceil(vec4_block)),
+                u(mm.m.div_ceil(vec4_block)),
+                1,
+            ]
+        } else {
+            [u(mm.n.div_ceil(block)), u(mm.m.div_ceil(block)), 1]
+        },
     );
+    pb.set_flops(2 * (mm.m * mm.n * mm.k) as u64);
+    if vec4 {
+        pb.set_vec4();
+    }
 }
 
 fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
@@ -839,5 +864,55 @@ impl Backend for GpuBackend {
         self.sync()?;
         self.counters.readbacks += 1;
         self.gpu.read_f32(&self.params, self.spec.num_params())
+    }
+}
+
+impl GpuBackend {
+    /// Runs one training step with a timestamp around every dispatch (each in its own pass) and
+    /// returns (dispatch, nanoseconds). Needs TIMESTAMP_QUERY; call between begin_epoch and the
+    /// epoch's first real step (it consumes a step).
+    pub fn profile_step(&mut self) -> Result<Vec<(plan::Dispatch, f64)>> {
+        self.sync()?;
+        let ctx = &self.gpu.ctx;
+        if !ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(Error::Gpu(
+                "this adapter has no timestamp queries; cannot profile".into(),
+            ));
+        }
+        let plan = &self.step_plan;
+        let n = plan.dispatches.len() as u32;
+        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * n,
+        });
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile resolve"),
+            size: (16 * n as u64).next_multiple_of(256),
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("profile"),
+            });
+        plan.encode_timed(&self.gpu.kernels, &mut enc, &qs)?;
+        enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
+        ctx.queue.submit([enc.finish()]);
+        let bytes = ctx.read_back(&resolve, 16 * n as u64)?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let period = ctx.queue.get_timestamp_period() as f64;
+        self.epoch_steps += 1;
+        self.epoch_samples += self.batch;
+        Ok(plan
+            .dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+                (d.clone(), dt)
+            })
+            .collect())
     }
 }

@@ -17,6 +17,17 @@ pub struct Dispatch {
     pub label: String,
     pub kernel: Kernel,
     pub workgroups: [u32; 3],
+    /// Floating-point operations, where counting them means something (matrix products).
+    pub flops: Option<u64>,
+    /// Runs the vec4 implementation (shaders/matmul_vec4.wgsl) of the kernel.
+    pub vec4: bool,
+}
+
+impl Dispatch {
+    /// The WGSL file this dispatch's pipeline comes from.
+    pub fn source(&self, kernels: &Kernels) -> &'static str {
+        kernels.source_of(self.kernel, self.vec4)
+    }
 }
 
 /// A recorded sequence of dispatches with their bind groups.
@@ -31,7 +42,34 @@ impl Plan {
     /// Records every dispatch, in order, into `pass`.
     pub fn encode(&self, kernels: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
         for (d, bg) in self.dispatches.iter().zip(&self.bind_groups) {
-            pass.set_pipeline(&kernels.get(d.kernel)?.pipeline);
+            pass.set_pipeline(&kernels.get(d.kernel, d.vec4)?.pipeline);
+            pass.set_bind_group(0, bg, &[]);
+            let [x, y, z] = d.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// Like [`Plan::encode`], but each dispatch in its own pass with begin/end timestamps at
+    /// query indices 2i and 2i+1.
+    pub fn encode_timed(
+        &self,
+        kernels: &Kernels,
+        enc: &mut wgpu::CommandEncoder,
+        qs: &wgpu::QuerySet,
+    ) -> Result<()> {
+        for (i, (d, bg)) in self.dispatches.iter().zip(&self.bind_groups).enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&kernels.get(d.kernel, d.vec4)?.pipeline);
             pass.set_bind_group(0, bg, &[]);
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
@@ -101,9 +139,25 @@ impl<'a> PlanBuilder<'a> {
             label: label.into(),
             kernel,
             workgroups,
+            flops: None,
+            vec4: false,
         });
         self.bindings
             .push((buffers.iter().map(|&b| b.clone()).collect(), uniform));
+    }
+
+    /// Records the FLOP count of the dispatch just pushed.
+    pub fn set_flops(&mut self, flops: u64) {
+        if let Some(d) = self.dispatches.last_mut() {
+            d.flops = Some(flops);
+        }
+    }
+
+    /// Switches the dispatch just pushed to the vec4 implementation.
+    pub fn set_vec4(&mut self) {
+        if let Some(d) = self.dispatches.last_mut() {
+            d.vec4 = true;
+        }
     }
 
     pub fn build(self) -> Result<Plan> {
@@ -131,7 +185,7 @@ impl<'a> PlanBuilder<'a> {
         });
         let mut bind_groups = Vec::with_capacity(self.dispatches.len());
         for (i, (d, (buffers, uniform))) in self.dispatches.iter().zip(&self.bindings).enumerate() {
-            let layout = &self.kernels.get(d.kernel)?.layout;
+            let layout = &self.kernels.get(d.kernel, d.vec4)?.layout;
             let spec = d.kernel.bindings();
             let storage: Vec<&(u32, Access)> =
                 spec.iter().filter(|(_, a)| *a != Access::Uniform).collect();

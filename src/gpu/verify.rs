@@ -79,6 +79,7 @@ fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
 pub fn run_one(
     gpu: &Gpu,
     kernel: Kernel,
+    vec4: bool,
     inputs: &[&[u8]],
     uniform: &[u32],
     workgroups: [u32; 3],
@@ -91,6 +92,9 @@ pub fn run_one(
     let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
     let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
     pb.push(kernel.name(), kernel, &refs, words(uniform), workgroups);
+    if vec4 {
+        pb.set_vec4();
+    }
     let plan = pb.build()?;
     let mut enc = gpu
         .ctx
@@ -139,13 +143,15 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
 pub fn check_matmul_forward(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
+    vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
     let inp = rand_vec(b * k, seed, 1, -1.0, 1.0);
-    // params: [3 junk, W [N,K], bias [N]]
-    let mut params = rand_vec(3 + n * k + n, seed, 2, -0.5, 0.5);
-    params[..3].fill(f32::NAN);
-    let (w_off, b_off) = (3, 3 + n * k);
+    // params: [junk, W [N,K], bias [N]]; an offset of 4 keeps vec4 rows aligned.
+    let w_off = if vec4 { 4 } else { 3 };
+    let mut params = rand_vec(w_off + n * k + n, seed, 2, -0.5, 0.5);
+    params[..w_off].fill(f32::NAN);
+    let b_off = w_off + n * k;
     let mut want = vec![0.0; b * n];
     twin::matmul_forward(
         &mut want,
@@ -156,10 +162,15 @@ pub fn check_matmul_forward(
         k,
         n,
     );
-    let block = gpu.kernels.variant.block();
+    let block = if vec4 {
+        64
+    } else {
+        gpu.kernels.variant.block()
+    };
     let out = run_one(
         gpu,
         Kernel::MatmulForward,
+        vec4,
         &[
             bytes(&vec![0f32; b * n]),
             bytes(&inp),
@@ -183,7 +194,7 @@ pub fn check_matmul_forward(
         [(n as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        "matmul_forward",
+        mm_name("matmul_forward", vec4),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -196,17 +207,23 @@ pub fn check_matmul_forward(
 pub fn check_matmul_backward_input(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
+    vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 3, -1.0, 1.0);
-    let params = rand_vec(5 + n * k, seed, 4, -0.5, 0.5);
-    let w_off = 5;
+    let w_off = if vec4 { 8 } else { 5 };
+    let params = rand_vec(w_off + n * k, seed, 4, -0.5, 0.5);
     let mut want = vec![0.0; b * k];
     twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
-    let block = gpu.kernels.variant.block();
+    let block = if vec4 {
+        64
+    } else {
+        gpu.kernels.variant.block()
+    };
     let out = run_one(
         gpu,
         Kernel::MatmulBackwardInput,
+        vec4,
         &[
             bytes(&vec![7f32; b * k]),
             bytes(&dout),
@@ -230,7 +247,7 @@ pub fn check_matmul_backward_input(
         [(k as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        "matmul_backward_input",
+        mm_name("matmul_backward_input", vec4),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -244,18 +261,24 @@ pub fn check_matmul_backward_weight(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     accumulate: bool,
+    vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
     let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
-    let off = 2;
+    let off = if vec4 { 4 } else { 2 };
     let grads = rand_vec(off + n * k, seed, 7, -1.0, 1.0);
     let mut want = grads.clone();
     twin::matmul_backward_weight(&mut want[off..], &dout, &inp, b, k, n, accumulate);
-    let block = gpu.kernels.variant.block();
+    let block = if vec4 {
+        64
+    } else {
+        gpu.kernels.variant.block()
+    };
     let out = run_one(
         gpu,
         Kernel::MatmulBackwardWeight,
+        vec4,
         &[bytes(&grads), bytes(&dout), bytes(&inp), bytes(&inp)],
         &[
             n as u32,
@@ -274,7 +297,7 @@ pub fn check_matmul_backward_weight(
         [(k as u32).div_ceil(block), (n as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        "matmul_backward_weight",
+        mm_name("matmul_backward_weight", vec4),
         format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
         &f32s(&out[0]),
         &want,
@@ -299,6 +322,7 @@ pub fn check_bias_backward(
     let out = run_one(
         gpu,
         Kernel::BiasBackward,
+        false,
         &[bytes(&grads), bytes(&dout)],
         &[
             b as u32,
@@ -344,6 +368,7 @@ pub fn check_activation(
         let out = run_one(
             gpu,
             kernel,
+            false,
             &[bytes(&dact), bytes(&act)],
             &[n as u32],
             groups_1d(n, 256),
@@ -352,7 +377,14 @@ pub fn check_activation(
     } else {
         let mut want = x.clone();
         twin::activation_forward(a, &mut want);
-        let out = run_one(gpu, kernel, &[bytes(&x)], &[n as u32], groups_1d(n, 256))?;
+        let out = run_one(
+            gpu,
+            kernel,
+            false,
+            &[bytes(&x)],
+            &[n as u32],
+            groups_1d(n, 256),
+        )?;
         (f32s(&out[0]), want)
     };
     Ok(compare(name, format!("n={n}"), &got, &want, 1e-6, 1e-5))
@@ -374,6 +406,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::SoftmaxXentForward,
+                false,
                 &[
                     bytes(&vec![0f32; b]),
                     bytes(&vec![0f32; b * c]),
@@ -402,6 +435,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::SoftmaxXentBackward,
+                false,
                 &[bytes(&vec![0f32; b * c]), bytes(&probs), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
@@ -420,6 +454,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::MseForward,
+                false,
                 &[bytes(&vec![0f32; b]), bytes(&logits), bytes(&labels)],
                 &lw(0),
                 [(b as u32).div_ceil(64), 1, 1],
@@ -439,6 +474,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::MseBackward,
+                false,
                 &[bytes(&vec![0f32; b * c]), bytes(&logits), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
@@ -467,6 +503,7 @@ pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) ->
     let out = run_one(
         gpu,
         Kernel::LossReduce,
+        false,
         &[bytes(&sums), bytes(&state), bytes(&losses)],
         &[rows as u32, CLASSES as u32, flags, 0],
         [1, 1, 1],
@@ -497,6 +534,7 @@ pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> 
     let out = run_one(
         gpu,
         Kernel::ArgmaxCorrect,
+        false,
         &[bytes(&[5u32]), bytes(&logits), bytes(&labels)],
         &[b as u32, CLASSES as u32, 0, 0],
         [(b as u32).div_ceil(64), 1, 1],
@@ -531,6 +569,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     let out = run_one(
         gpu,
         Kernel::BatchGather,
+        false,
         &[
             bytes(&vec![0f32; rows * PIXELS]),
             bytes(&vec![0u32; rows]),
@@ -567,6 +606,7 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
     let out = run_one(
         gpu,
         Kernel::SgdUpdate,
+        false,
         &[bytes(&params), bytes(&velocity), bytes(&grads)],
         &[n as u32, lr.to_bits(), momentum.to_bits()],
         groups_1d(n, 256),
@@ -584,14 +624,45 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
     ))
 }
 
+fn mm_name(name: &'static str, vec4: bool) -> &'static str {
+    match (name, vec4) {
+        ("matmul_forward", true) => "matmul_forward (vec4)",
+        ("matmul_backward_input", true) => "matmul_backward_input (vec4)",
+        ("matmul_backward_weight", true) => "matmul_backward_weight (vec4)",
+        _ => name,
+    }
+}
+
+/// Whether the vec4 matmuls apply to (batch, in, out): the sizes that step rows are multiples of 4.
+pub fn vec4_shapes(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [bool; 3] {
+    let on = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked;
+    let al = |x: usize| x.is_multiple_of(4);
+    [on && al(k), on && al(k) && al(n), on && al(k) && al(n)].map(|x| x && b > 0)
+}
+
 /// Every kernel against its CPU twin on seeded random inputs of several shapes.
 pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     let mut rows = Vec::new();
     for (i, &s) in MATMUL_SHAPES.iter().enumerate() {
         let seed = i as u32;
-        rows.push(check_matmul_forward(gpu, s, seed)?);
-        rows.push(check_matmul_backward_input(gpu, s, seed)?);
-        rows.push(check_matmul_backward_weight(gpu, s, i % 2 == 1, seed)?);
+        let [f4, i4, w4] = vec4_shapes(gpu, s);
+        for vec4 in [false, true] {
+            if !vec4 || f4 {
+                rows.push(check_matmul_forward(gpu, s, vec4, seed)?);
+            }
+            if !vec4 || i4 {
+                rows.push(check_matmul_backward_input(gpu, s, vec4, seed)?);
+            }
+            if !vec4 || w4 {
+                rows.push(check_matmul_backward_weight(
+                    gpu,
+                    s,
+                    i % 2 == 1,
+                    vec4,
+                    seed,
+                )?);
+            }
+        }
     }
     for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
         rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32)?);

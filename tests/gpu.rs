@@ -1,0 +1,478 @@
+//! The GPU path on whatever adapter the machine has (lavapipe in CI): one parity test per
+//! kernel entry point, whole-step parity, the scheduler's accounting, device selection, and an
+//! end-to-end MNIST run. With no adapter these tests fail; they never skip.
+
+mod common;
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use descent::backend::Backend;
+use descent::gpu::verify::{self, CheckRow};
+use descent::gpu::{Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
+use descent::model::{Activation, Init, Loss, ModelSpec};
+use descent::rng;
+
+/// lavapipe runs compute on the CPU: one GPU test at a time keeps them from starving each other.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn gpu(variant: MatmulVariant) -> Arc<Gpu> {
+    static BLOCKED: OnceLock<Arc<Gpu>> = OnceLock::new();
+    static TILED: OnceLock<Arc<Gpu>> = OnceLock::new();
+    let cell = match variant {
+        MatmulVariant::Blocked => &BLOCKED,
+        MatmulVariant::Tiled => &TILED,
+    };
+    cell.get_or_init(|| {
+        let opts = GpuOptions {
+            validation: true,
+            ..Default::default()
+        };
+        Arc::new(Gpu::new(&opts, Some(variant)).unwrap_or_else(|e| {
+            panic!("no usable GPU adapter (install mesa-vulkan-drivers for lavapipe): {e}")
+        }))
+    })
+    .clone()
+}
+
+fn assert_rows(rows: &[CheckRow]) {
+    for r in rows {
+        assert!(
+            r.pass(),
+            "{} {}: first bad index {:?}, max abs diff {:.3e}, max rel diff {:.3e}",
+            r.kernel,
+            r.shape,
+            r.first_bad,
+            r.max_abs,
+            r.max_rel
+        );
+    }
+}
+
+fn both_variants(f: impl Fn(&Gpu) -> Vec<CheckRow>) {
+    let _g = serial();
+    for v in [MatmulVariant::Blocked, MatmulVariant::Tiled] {
+        let g = gpu(v);
+        let rows = f(&g);
+        assert!(!rows.is_empty());
+        assert_rows(&rows);
+        g.ctx.check_errors().expect("no validation errors");
+    }
+}
+
+const SHAPES: [(usize, usize, usize); 10] = [
+    (1, 784, 128),  // batch 1
+    (7, 13, 10),    // everything odd and below the tile
+    (100, 300, 33), // batch 100, off the tile
+    (3, 1000, 5),   // K larger than M and N
+    (64, 784, 128), // the default model
+    (33, 17, 70),
+    (129, 65, 31), // just past tile edges
+    (2, 5, 1),
+    (12, 64, 36), // vec4-aligned, but not a whole 8x8 block
+    (5, 8, 4),    // vec4-aligned and tiny
+];
+
+/// Each shape through the scalar kernel, and through the vec4 one where its alignment holds.
+fn matmul_cases(
+    g: &Gpu,
+    which: usize,
+    f: impl Fn(&Gpu, (usize, usize, usize), bool, u32) -> CheckRow,
+) -> Vec<CheckRow> {
+    let mut rows = Vec::new();
+    for (i, &s) in SHAPES.iter().enumerate() {
+        rows.push(f(g, s, false, i as u32));
+        if verify::vec4_shapes(g, s)[which] {
+            rows.push(f(g, s, true, i as u32));
+        }
+    }
+    if g.kernels.variant == MatmulVariant::Blocked {
+        assert!(
+            rows.iter().any(|r| r.kernel.contains("vec4")),
+            "no vec4 case ran"
+        );
+    }
+    rows
+}
+
+#[test]
+fn matmul_forward_matches_cpu() {
+    both_variants(|g| {
+        matmul_cases(g, 0, |g, s, v, seed| {
+            verify::check_matmul_forward(g, s, v, seed).unwrap()
+        })
+    });
+}
+
+#[test]
+fn matmul_backward_input_matches_cpu() {
+    both_variants(|g| {
+        matmul_cases(g, 1, |g, s, v, seed| {
+            verify::check_matmul_backward_input(g, s, v, seed).unwrap()
+        })
+    });
+}
+
+#[test]
+fn matmul_backward_weight_matches_cpu_overwriting_and_accumulating() {
+    both_variants(|g| {
+        let mut rows = matmul_cases(g, 2, |g, s, v, seed| {
+            verify::check_matmul_backward_weight(g, s, false, v, seed).unwrap()
+        });
+        rows.extend(matmul_cases(g, 2, |g, s, v, seed| {
+            verify::check_matmul_backward_weight(g, s, true, v, seed).unwrap()
+        }));
+        rows
+    });
+}
+
+#[test]
+fn bias_backward_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let mut rows = Vec::new();
+    for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33), (8192, 65)]
+        .iter()
+        .enumerate()
+    {
+        for acc in [false, true] {
+            rows.push(verify::check_bias_backward(&g, b, n, acc, i as u32).unwrap());
+        }
+    }
+    assert_rows(&rows);
+}
+
+fn activation_case(a: Activation, backward: bool) {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [1, 255, 257, 70_001]
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| verify::check_activation(&g, a, backward, n, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn relu_forward_matches_cpu() {
+    activation_case(Activation::Relu, false);
+}
+#[test]
+fn relu_backward_matches_cpu() {
+    activation_case(Activation::Relu, true);
+}
+#[test]
+fn sigmoid_forward_matches_cpu() {
+    activation_case(Activation::Sigmoid, false);
+}
+#[test]
+fn sigmoid_backward_matches_cpu() {
+    activation_case(Activation::Sigmoid, true);
+}
+#[test]
+fn tanh_forward_matches_cpu() {
+    activation_case(Activation::Tanh, false);
+}
+#[test]
+fn tanh_backward_matches_cpu() {
+    activation_case(Activation::Tanh, true);
+}
+
+fn loss_case(loss: Loss, backward: bool) {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [1, 7, 100, 1000]
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| verify::check_loss(&g, loss, backward, b, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn softmax_xent_forward_matches_cpu() {
+    loss_case(Loss::Xent, false);
+}
+#[test]
+fn softmax_xent_backward_matches_cpu() {
+    loss_case(Loss::Xent, true);
+}
+#[test]
+fn mse_forward_matches_cpu() {
+    loss_case(Loss::Mse, false);
+}
+#[test]
+fn mse_backward_matches_cpu() {
+    loss_case(Loss::Mse, true);
+}
+
+#[test]
+fn loss_reduce_matches_cpu_and_advances_the_step() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [(1, false), (7, true), (1000, false), (8192, true)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, acc))| verify::check_loss_reduce(&g, r, acc, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn argmax_correct_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [1, 7, 100, 2000]
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| verify::check_argmax_correct(&g, b, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn batch_gather_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [1, 7, 100]
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| verify::check_batch_gather(&g, b, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn sgd_update_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [1, 255, 101_770, 16_777_217 / 64]
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| verify::check_sgd_update(&g, n, i as u32).unwrap())
+        .collect();
+    assert_rows(&rows);
+}
+
+#[test]
+fn every_entry_point_has_a_parity_check_in_verify() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows = verify::kernel_checks(&g).unwrap();
+    for k in Kernel::ALL {
+        assert!(
+            rows.iter().any(|r| r.kernel == k.name()),
+            "descent verify does not check {}",
+            k.name()
+        );
+    }
+    assert_rows(&rows);
+}
+
+/// One step gives the same gradient as the CPU, and ten steps the same losses and parameters.
+#[test]
+fn training_steps_match_the_cpu() {
+    let _g = serial();
+    for (variant, hidden, act, loss, batch) in [
+        (
+            MatmulVariant::Blocked,
+            &[128][..],
+            Activation::Relu,
+            Loss::Xent,
+            64,
+        ),
+        (
+            MatmulVariant::Blocked,
+            &[33, 17][..],
+            Activation::Tanh,
+            Loss::Mse,
+            7,
+        ),
+        (
+            MatmulVariant::Blocked,
+            &[][..],
+            Activation::Sigmoid,
+            Loss::Xent,
+            1,
+        ),
+        (
+            MatmulVariant::Tiled,
+            &[100][..],
+            Activation::Sigmoid,
+            Loss::Mse,
+            100,
+        ),
+    ] {
+        let spec = ModelSpec::new(hidden, act, loss);
+        let rows = verify::step_checks(gpu(variant), &spec, batch, 10).unwrap();
+        assert_rows(&rows);
+    }
+}
+
+/// A batch larger than one chunk (full-batch descent) accumulates its gradient across chunks.
+#[test]
+fn chunked_batch_steps_match_the_cpu() {
+    let _g = serial();
+    let spec = ModelSpec::new(&[16], Activation::Relu, Loss::Xent);
+    let rows = verify::step_checks(gpu(MatmulVariant::Blocked), &spec, 9000, 2).unwrap();
+    assert_rows(&rows);
+}
+
+/// The scheduler's promise: a step is a fixed list of dispatches, many steps share a submit,
+/// and an epoch reads back once.
+#[test]
+fn an_epoch_submits_in_batches_and_reads_back_once() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let spec = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
+    for (n, batch) in [(640usize, 64usize), (130, 1), (100, 30)] {
+        let train = verify::synthetic(n, 1);
+        let test = verify::synthetic(10, 2);
+        let params = spec.init_params(Init::Auto, 1);
+        let mut b =
+            GpuBackend::new(g.clone(), spec.clone(), &params, &train, &test, batch, 0.9).unwrap();
+        let per_step = b.plans()[0].dispatches.len();
+        let order = rng::permutation(n, 1, 2);
+        b.begin_epoch(&order).unwrap();
+        let steps = n.div_ceil(batch);
+        for s in 0..steps {
+            let len = batch.min(n - s * batch);
+            b.step(s, s * batch, len, 0.01).unwrap();
+        }
+        assert_eq!(b.counters.readbacks, 0, "no readback inside the epoch");
+        let stats = b.end_epoch().unwrap();
+        assert_eq!(stats.samples, n);
+        assert!(stats.loss_sum.is_finite() && stats.loss_sum > 0.0);
+        let c = b.counters;
+        assert_eq!(c.steps, steps);
+        assert_eq!(c.dispatches, steps * per_step, "{n}/{batch}: {c:?}");
+        assert_eq!(
+            c.submits,
+            steps.div_ceil(STEPS_PER_SUBMIT),
+            "{n}/{batch}: {c:?}"
+        );
+        assert_eq!(c.readbacks, 1, "one readback per epoch: {c:?}");
+    }
+}
+
+#[test]
+fn device_gpu_with_a_missing_adapter_fails_clearly() {
+    let (ok, out, err) = common::descent(&[
+        "train",
+        "--device",
+        "gpu",
+        "--adapter",
+        "nonexistent",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--mirror",
+        &common::mnist_mirror(),
+        "--data-dir",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("no GPU adapter") && err.contains("nonexistent"),
+        "{err}"
+    );
+    assert!(err.contains("mesa-vulkan-drivers"), "{err}");
+}
+
+#[test]
+fn print_plan_lists_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = common::descent(&[
+        "train",
+        "--print-plan",
+        "--device",
+        "gpu",
+        "--limit",
+        "1000",
+        "--mirror",
+        &common::mnist_mirror(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    for k in [
+        "batch_gather",
+        "matmul_forward",
+        "loss_reduce",
+        "matmul_backward_weight",
+        "sgd_update",
+    ] {
+        assert!(out.contains(k), "plan lacks {k}:\n{out}");
+    }
+    assert!(
+        out.contains("plan train step, 64 samples (14 dispatches)"),
+        "{out}"
+    );
+}
+
+/// The GPU smoke test: `train --device gpu` on MNIST reaches 97%, and `eval --device gpu` of its
+/// checkpoint agrees with the CPU's evaluation.
+#[test]
+fn gpu_trains_mnist_to_97_percent() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let m = dir.path().join("m.jsonl");
+    let ck = dir.path().join("gpu.safetensors");
+    let mirror = common::mnist_mirror();
+    let (ok, out, err) = common::descent_env(
+        &[
+            "train",
+            "--device",
+            "gpu",
+            "--quiet",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "128",
+            "--lr",
+            "0.05",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--metrics",
+            m.to_str().unwrap(),
+            "--save",
+            ck.to_str().unwrap(),
+        ],
+        &[("MNIST_MIRROR", &mirror), ("DESCENT_VALIDATION", "1")],
+    );
+    assert!(ok, "{out}\n{err}");
+    let last: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&m).unwrap().lines().last().unwrap()).unwrap();
+    let acc = last["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.97, "GPU test accuracy {acc}\n{out}");
+    assert!(
+        last["device"].as_str().unwrap().starts_with("gpu: "),
+        "{last}"
+    );
+    let eval = |device: &str| {
+        let (ok, out, err) = common::descent(&[
+            "eval",
+            "--json",
+            "--device",
+            device,
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--mirror",
+            &mirror,
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let (g, c) = (eval("gpu"), eval("cpu"));
+    assert_eq!(g["test_accuracy"], c["test_accuracy"]);
+    let (gl, cl) = (
+        g["test_loss"].as_f64().unwrap(),
+        c["test_loss"].as_f64().unwrap(),
+    );
+    assert!((gl - cl).abs() < 1e-4, "{gl} vs {cl}");
+}
