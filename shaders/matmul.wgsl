@@ -2,7 +2,7 @@
 // uses no workgroup memory and no barriers (barriers are what a CPU-emulated GPU such as
 // lavapipe pays most for). One generic product serves all three entry points:
 //
-//   C[m, n] (+)= sum_p A(i, p) * B(p, j)  (+ bias[j])
+//   C[m, n] = epilogue(sum_p A(i, p) * B(p, j))
 //   A(i, p) = a[a_off + i*a_rs + p*a_cs],  B(p, j) = b[b_off + p*b_rs + j*b_cs]
 //   C is row-major at c[c_off + i*n + j].
 //
@@ -10,21 +10,10 @@
 //                            matmul_backward_input  dinp[B,K] = dout[B,N] . W[N,K]
 //                            matmul_backward_weight dW[N,K] (+)= dout[B,N]^T . inp[B,K]
 
-struct Mm {
-    m: u32, n: u32, k: u32, flags: u32,
-    a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
-    b_rs: u32, b_cs: u32, c_off: u32, bias_off: u32,
-    _p0: u32, _p1: u32, _p2: u32, _p3: u32,
-}
+// The uniform block, c, aux and the epilogue `finish` come from matmul_common.wgsl.
 
-const ADD_BIAS: u32 = 1u;
-const ACCUMULATE: u32 = 2u;
-
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // A, strided
 @group(0) @binding(2) var<storage, read> b: array<f32>;          // B, strided
-@group(0) @binding(3) var<storage, read> bias: array<f32>;       // bias [n] at bias_off
-@group(0) @binding(4) var<uniform> u: Mm;
 
 fn mm_block(gid: vec3<u32>) {
     let i0 = gid.y * 4u;
@@ -64,15 +53,7 @@ fn mm_block(gid: vec3<u32>) {
             if (j >= u.n) {
                 break;
             }
-            var v = row[q];
-            if ((u.flags & ADD_BIAS) != 0u) {
-                v = v + bias[u.bias_off + j];
-            }
-            let at = u.c_off + i * u.n + j;
-            if ((u.flags & ACCUMULATE) != 0u) {
-                v = v + c[at];
-            }
-            c[at] = v;
+            finish(i, j, row[q]);
         }
     }
 }

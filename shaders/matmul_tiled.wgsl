@@ -2,22 +2,12 @@
 // B in shared memory between barriers, and each invocation computes one element of C. This is
 // what a discrete GPU wants. Same uniform layout, bindings and entry points as matmul.wgsl.
 
-struct Mm {
-    m: u32, n: u32, k: u32, flags: u32,
-    a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
-    b_rs: u32, b_cs: u32, c_off: u32, bias_off: u32,
-    _p0: u32, _p1: u32, _p2: u32, _p3: u32,
-}
+// The uniform block, c, aux and the epilogue `finish` come from matmul_common.wgsl.
 
-const ADD_BIAS: u32 = 1u;
-const ACCUMULATE: u32 = 2u;
 const T: u32 = 16u;
 
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // A, strided
 @group(0) @binding(2) var<storage, read> b: array<f32>;          // B, strided
-@group(0) @binding(3) var<storage, read> bias: array<f32>;       // bias [n] at bias_off
-@group(0) @binding(4) var<uniform> u: Mm;
 
 var<workgroup> ta: array<array<f32, 16>, 16>;  // A tile [row][p]
 var<workgroup> tb: array<array<f32, 16>, 16>;  // B tile [p][col]
@@ -47,15 +37,7 @@ fn mm_tiled(lid: vec3<u32>, wid: vec3<u32>) {
         workgroupBarrier();
     }
     if (i < u.m && j < u.n) {
-        var v = acc;
-        if ((u.flags & ADD_BIAS) != 0u) {
-            v = v + bias[u.bias_off + j];
-        }
-        let at = u.c_off + i * u.n + j;
-        if ((u.flags & ACCUMULATE) != 0u) {
-            v = v + c[at];
-        }
-        c[at] = v;
+        finish(i, j, acc);
     }
 }
 

@@ -135,6 +135,10 @@ pub struct DeviceArgs {
     /// Matmul kernel variant [default: blocked on CPU adapters such as lavapipe, tiled on GPUs].
     #[arg(long, value_enum)]
     pub kernel: Option<MatmulVariant>,
+    /// GPU: run activations and their derivatives as separate dispatches, not fused into the
+    /// matmul epilogues (to time or check them on their own).
+    #[arg(long)]
+    pub unfused: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -241,11 +245,14 @@ pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<G
         adapter: dev.adapter.clone(),
         validation: std::env::var_os("DESCENT_VALIDATION").is_some(),
         max_binding_bytes,
+        unfused: dev.unfused,
     };
     match Gpu::new(&opts, dev.kernel) {
         Ok(gpu) => Ok(Some(Arc::new(gpu))),
-        Err(e @ Error::NoAdapter { .. }) if dev.device == DeviceChoice::Auto => {
-            eprintln!("note: {e}\nnote: training on the CPU");
+        Err(Error::NoAdapter { .. }) if dev.device == DeviceChoice::Auto => {
+            eprintln!(
+                "note: no GPU adapter found, running on the CPU (`apt-get install mesa-vulkan-drivers` gives a software one)"
+            );
             Ok(None)
         }
         Err(e) => Err(e),
@@ -569,6 +576,7 @@ fn cmd_verify(args: VerifyArgs) -> Result<()> {
         device: DeviceChoice::Gpu,
         adapter: args.adapter,
         kernel: args.kernel,
+        unfused: false,
     };
     let gpu = open_gpu(&dev, 0)?.ok_or_else(|| Error::NoAdapter {
         detail: String::new(),

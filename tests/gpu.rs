@@ -19,15 +19,23 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn gpu(variant: MatmulVariant) -> Arc<Gpu> {
+    gpu_with(variant, false)
+}
+
+/// A device per (variant, unfused), opened once, with validation on.
+fn gpu_with(variant: MatmulVariant, unfused: bool) -> Arc<Gpu> {
     static BLOCKED: OnceLock<Arc<Gpu>> = OnceLock::new();
     static TILED: OnceLock<Arc<Gpu>> = OnceLock::new();
-    let cell = match variant {
-        MatmulVariant::Blocked => &BLOCKED,
-        MatmulVariant::Tiled => &TILED,
+    static UNFUSED: OnceLock<Arc<Gpu>> = OnceLock::new();
+    let cell = match (variant, unfused) {
+        (_, true) => &UNFUSED,
+        (MatmulVariant::Blocked, false) => &BLOCKED,
+        (MatmulVariant::Tiled, false) => &TILED,
     };
     cell.get_or_init(|| {
         let opts = GpuOptions {
             validation: true,
+            unfused,
             ..Default::default()
         };
         Arc::new(Gpu::new(&opts, Some(variant)).unwrap_or_else(|e| {
@@ -124,6 +132,37 @@ fn matmul_backward_weight_matches_cpu_overwriting_and_accumulating() {
         rows.extend(matmul_cases(g, 2, |g, s, v, seed| {
             verify::check_matmul_backward_weight(g, s, true, v, seed).unwrap()
         }));
+        rows
+    });
+}
+
+/// The activation (forward) and its derivative (backward) fused into the matmul epilogues, as the
+/// training plans run them, against the CPU's separate twins.
+#[test]
+fn fused_matmul_epilogues_match_cpu() {
+    both_variants(|g| {
+        let mut rows = Vec::new();
+        for (i, a) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
+            .into_iter()
+            .enumerate()
+        {
+            for &s in &[(1, 784, 128), (7, 13, 10), (12, 64, 36), (100, 300, 33)] {
+                let [f4, i4, _] = verify::vec4_shapes(g, s);
+                for vec4 in [false, true] {
+                    if !vec4 || f4 {
+                        rows.push(
+                            verify::check_matmul_forward_fused(g, s, a, vec4, i as u32).unwrap(),
+                        );
+                    }
+                    if !vec4 || i4 {
+                        rows.push(
+                            verify::check_matmul_backward_input_fused(g, s, a, vec4, i as u32)
+                                .unwrap(),
+                        );
+                    }
+                }
+            }
+        }
         rows
     });
 }
@@ -407,8 +446,12 @@ fn print_plan_lists_the_step() {
         assert!(out.contains(k), "plan lacks {k}:\n{out}");
     }
     assert!(
-        out.contains("plan train step, 64 samples (14 dispatches)"),
+        out.contains("plan train step, 64 samples (12 dispatches)"),
         "{out}"
+    );
+    assert!(
+        out.contains("relu(activations[0]·Wᵀ + b)"),
+        "activation not fused:\n{out}"
     );
 }
 

@@ -26,6 +26,8 @@ pub struct GpuOptions {
     pub validation: bool,
     /// Bytes the largest storage binding must hold (the packed training images).
     pub max_binding_bytes: u64,
+    /// Run activations as their own dispatches instead of in the matmul epilogues.
+    pub unfused: bool,
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
+const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_VEC4: &str = include_str!("../../shaders/matmul_vec4.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
@@ -204,11 +205,17 @@ impl Kernels {
         {
             let (file, src) = k.source(variant, vec4);
             if !modules.contains_key(file) {
+                // The matmul files share their bindings and epilogue through matmul_common.wgsl.
+                let full = if k.is_matmul() {
+                    format!("{MATMUL_COMMON}\n{src}")
+                } else {
+                    src.to_owned()
+                };
                 let module = ctx.scoped(&format!("compiling shaders/{file}"), || {
                     ctx.device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(file),
-                            source: wgpu::ShaderSource::Wgsl(src.into()),
+                            source: wgpu::ShaderSource::Wgsl(full.into()),
                         })
                 })?;
                 modules.insert(file, module);

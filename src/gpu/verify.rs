@@ -8,7 +8,7 @@ use crate::cpu::{self, CpuBackend, kernels as twin};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::gpu::plan::{PlanBuilder, groups_1d, words};
-use crate::gpu::{Gpu, GpuBackend, Kernel};
+use crate::gpu::{Gpu, GpuBackend, Kernel, act_flags};
 use crate::model::{Activation, Init, Loss, ModelSpec};
 use crate::rng;
 
@@ -142,7 +142,41 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
 /// matmul_forward: out[B,N] = inp[B,K]·W[N,K]ᵀ + bias, with W and bias at offsets in one buffer.
 pub fn check_matmul_forward(
     gpu: &Gpu,
+    shape: (usize, usize, usize),
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_forward_case(gpu, shape, None, vec4, seed)
+}
+
+/// matmul_forward with the activation fused into its epilogue, against the CPU's
+/// matmul_forward then `<act>_forward`.
+pub fn check_matmul_forward_fused(
+    gpu: &Gpu,
+    shape: (usize, usize, usize),
+    act: Activation,
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_forward_case(gpu, shape, Some(act), vec4, seed)
+}
+
+fn fused_name(base: &str, act: Option<Activation>, backward: bool, vec4: bool) -> String {
+    let mut s = base.to_owned();
+    if let Some(a) = act {
+        let dir = if backward { "backward" } else { "forward" };
+        s = format!("{s} + {}_{dir}", a.name());
+    }
+    if vec4 {
+        s.push_str(" (vec4)");
+    }
+    s
+}
+
+fn matmul_forward_case(
+    gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
+    act: Option<Activation>,
     vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
@@ -162,6 +196,10 @@ pub fn check_matmul_forward(
         k,
         n,
     );
+    if let Some(a) = act {
+        twin::activation_forward(a, &mut want);
+    }
+    let flags = 1 | act.map_or(0, |a| act_flags(a).0);
     let block = if vec4 {
         64
     } else {
@@ -181,7 +219,7 @@ pub fn check_matmul_forward(
             b as u32,
             n as u32,
             k as u32,
-            1,
+            flags,
             0,
             k as u32,
             1,
@@ -194,7 +232,7 @@ pub fn check_matmul_forward(
         [(n as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        mm_name("matmul_forward", vec4),
+        &fused_name("matmul_forward", act, false, vec4),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -206,7 +244,29 @@ pub fn check_matmul_forward(
 /// matmul_backward_input: dinp[B,K] = dout[B,N]·W[N,K].
 pub fn check_matmul_backward_input(
     gpu: &Gpu,
+    shape: (usize, usize, usize),
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_backward_input_case(gpu, shape, None, vec4, seed)
+}
+
+/// matmul_backward_input with the activation's derivative fused into its epilogue, against the
+/// CPU's matmul_backward_input then `<act>_backward`.
+pub fn check_matmul_backward_input_fused(
+    gpu: &Gpu,
+    shape: (usize, usize, usize),
+    act: Activation,
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_backward_input_case(gpu, shape, Some(act), vec4, seed)
+}
+
+fn matmul_backward_input_case(
+    gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
+    act: Option<Activation>,
     vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
@@ -215,6 +275,14 @@ pub fn check_matmul_backward_input(
     let params = rand_vec(w_off + n * k, seed, 4, -0.5, 0.5);
     let mut want = vec![0.0; b * k];
     twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
+    // The activation's output at the layer input: [B, K].
+    let mut act_out = rand_vec(b * k, seed, 30, -3.0, 3.0);
+    let mut flags = 0;
+    if let Some(a) = act {
+        twin::activation_forward(a, &mut act_out);
+        twin::activation_backward(a, &mut want, &act_out);
+        flags = act_flags(a).1;
+    }
     let block = if vec4 {
         64
     } else {
@@ -228,13 +296,13 @@ pub fn check_matmul_backward_input(
             bytes(&vec![7f32; b * k]),
             bytes(&dout),
             bytes(&params),
-            bytes(&params),
+            bytes(&act_out),
         ],
         &[
             b as u32,
             k as u32,
             n as u32,
-            0,
+            flags,
             0,
             n as u32,
             1,
@@ -247,7 +315,7 @@ pub fn check_matmul_backward_input(
         [(k as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        mm_name("matmul_backward_input", vec4),
+        &fused_name("matmul_backward_input", act, true, vec4),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -664,6 +732,24 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
             }
         }
     }
+    for (i, a) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
+        .into_iter()
+        .enumerate()
+    {
+        for &s in &[(7, 13, 10), (64, 784, 128)] {
+            let [f4, i4, _] = vec4_shapes(gpu, s);
+            for vec4 in [false, true] {
+                if !vec4 || f4 {
+                    rows.push(check_matmul_forward_fused(gpu, s, a, vec4, i as u32)?);
+                }
+                if !vec4 || i4 {
+                    rows.push(check_matmul_backward_input_fused(
+                        gpu, s, a, vec4, i as u32,
+                    )?);
+                }
+            }
+        }
+    }
     for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
         rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32)?);
     }
@@ -806,12 +892,12 @@ pub fn step_checks(
 /// Formats the table `descent verify` prints.
 pub fn table(rows: &[CheckRow]) -> String {
     let mut s = format!(
-        "{:<26} {:<34} {:>11} {:>11}  {}\n",
+        "{:<46} {:<48} {:>11} {:>11}  {}\n",
         "kernel", "shape", "max abs err", "max rel err", "result"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<26} {:<34} {:>11.3e} {:>11.3e}  {}\n",
+            "{:<46} {:<48} {:>11.3e} {:>11.3e}  {}\n",
             r.kernel,
             r.shape,
             r.max_abs,
