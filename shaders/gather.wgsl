@@ -11,7 +11,7 @@ struct Gather {
 const FROM_STATE: u32 = 1u;
 const WORDS: u32 = 196u;  // 784 pixels / 4 per u32
 
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;  // x [rows, 784]
+@group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;  // x [rows, 196] (784 floats)
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;  // y [rows]
 @group(0) @binding(2) var<storage, read> images: array<u32>;   // images [n, 196] packed u8
 @group(0) @binding(3) var<storage, read> labels: array<u32>;   // labels [n]
@@ -33,11 +33,8 @@ fn batch_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let s = order[start + r];
     let w = images[s * WORDS + q];
-    let o = r * 784u + q * 4u;
-    x[o] = f32(w & 255u) / 255.0;
-    x[o + 1u] = f32((w >> 8u) & 255u) / 255.0;
-    x[o + 2u] = f32((w >> 16u) & 255u) / 255.0;
-    x[o + 3u] = f32(w >> 24u) / 255.0;
+    let px = vec4<u32>(w & 255u, (w >> 8u) & 255u, (w >> 16u) & 255u, w >> 24u);
+    x[r * WORDS + q] = vec4<f32>(px) / 255.0;
     if (q == 0u) {
         y[r] = labels[s];
     }

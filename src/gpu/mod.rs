@@ -325,9 +325,13 @@ impl GpuBackend {
                 params.len()
             )));
         }
-        let params_buf = g.storage_init("params", bytemuck::cast_slice(params));
-        let grads = g.storage("grads", (np * 4) as u64);
-        let velocity = g.storage_init("velocity", &vec![0u8; np * 4]);
+        // Padded to whole vec4s for sgd_update; the padding stays zero.
+        let np4 = np.next_multiple_of(4);
+        let mut padded = params.to_vec();
+        padded.resize(np4, 0.0);
+        let params_buf = g.storage_init("params", bytemuck::cast_slice(&padded));
+        let grads = g.storage_init("grads", &vec![0u8; np4 * 4]);
+        let velocity = g.storage_init("velocity", &vec![0u8; np4 * 4]);
         let train_data = GpuData::new(g, "train", train);
         let test_data = GpuData::new(g, "test", test);
         let identity: Vec<u32> = (0..test.len() as u32).collect();
@@ -704,7 +708,7 @@ fn build_step_plan(
         Kernel::SgdUpdate,
         &[b.params, b.velocity, b.grads],
         UniformSrc::Buffer(b.hyper.clone()),
-        groups_1d(spec.num_params(), 256),
+        groups_1d(spec.num_params().div_ceil(4), 256),
     );
     pb.build()
 }
@@ -797,7 +801,7 @@ impl Backend for GpuBackend {
             // Commands already recorded must keep the rate they were recorded with.
             self.flush()?;
             let w = [
-                self.spec.num_params() as u32,
+                self.spec.num_params().div_ceil(4) as u32,
                 lr.to_bits(),
                 self.momentum.to_bits(),
                 0,

@@ -365,7 +365,7 @@ pub fn check_matmul_backward_weight(
         [(k as u32).div_ceil(block), (n as u32).div_ceil(block), 1],
     )?;
     Ok(compare(
-        mm_name("matmul_backward_weight", vec4),
+        &fused_name("matmul_backward_weight", None, true, vec4),
         format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
         &f32s(&out[0]),
         &want,
@@ -663,11 +663,16 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     ))
 }
 
-/// sgd_update over a flat parameter buffer.
+/// sgd_update over a flat parameter buffer (padded to whole vec4s, as the backend keeps it).
 pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
-    let params = rand_vec(n, seed, 18, -1.0, 1.0);
-    let velocity = rand_vec(n, seed, 19, -0.1, 0.1);
-    let grads = rand_vec(n, seed, 20, -1.0, 1.0);
+    let n4 = n.next_multiple_of(4);
+    let pad = |mut v: Vec<f32>| {
+        v.resize(n4, 0.0);
+        v
+    };
+    let params = pad(rand_vec(n, seed, 18, -1.0, 1.0));
+    let velocity = pad(rand_vec(n, seed, 19, -0.1, 0.1));
+    let grads = pad(rand_vec(n, seed, 20, -1.0, 1.0));
     let (lr, momentum) = (0.05f32, 0.9f32);
     let (mut wp, mut wv) = (params.clone(), velocity.clone());
     twin::sgd_update(&mut wp, &mut wv, &grads, lr, momentum);
@@ -676,8 +681,8 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
         Kernel::SgdUpdate,
         false,
         &[bytes(&params), bytes(&velocity), bytes(&grads)],
-        &[n as u32, lr.to_bits(), momentum.to_bits()],
-        groups_1d(n, 256),
+        &[(n4 / 4) as u32, lr.to_bits(), momentum.to_bits()],
+        groups_1d(n4 / 4, 256),
     )?;
     let mut got = f32s(&out[0]);
     got.extend(f32s(&out[1]));
@@ -690,15 +695,6 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
         1e-6,
         1e-5,
     ))
-}
-
-fn mm_name(name: &'static str, vec4: bool) -> &'static str {
-    match (name, vec4) {
-        ("matmul_forward", true) => "matmul_forward (vec4)",
-        ("matmul_backward_input", true) => "matmul_backward_input (vec4)",
-        ("matmul_backward_weight", true) => "matmul_backward_weight (vec4)",
-        _ => name,
-    }
 }
 
 /// Whether the vec4 matmuls apply to (batch, in, out): the sizes that step rows are multiples of 4.
