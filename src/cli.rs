@@ -517,8 +517,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("model {}, {} training samples", spec.describe(), n);
-    println!("| device | batch | samples/s (median) | GFLOP/s | rounds |");
-    println!("|---|---|---|---|---|");
+    let mut header = false;
     for b in batches {
         let batch = b.resolve(n);
         let mut backend = make_backend(
@@ -532,6 +531,12 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         )?;
         // A round is the first ~16k samples of an epoch (at least one step), timed to the end
         // of its work.
+        if !header {
+            println!("device: {}", backend.device());
+            println!("| batch | samples/s (median) | GFLOP/s | rounds |");
+            println!("|---|---|---|---|");
+            header = true;
+        }
         let steps_per_round = (16_384 / batch).clamp(1, n.div_ceil(batch));
         let mut rates = Vec::new();
         let t_all = Instant::now();
@@ -556,8 +561,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         println!(
-            "| {} | {} | {:.0} | {:.1} | {} |",
-            backend.device(),
+            "| {} | {:.0} | {:.1} | {} |",
             if batch == n {
                 format!("full ({n})")
             } else {
