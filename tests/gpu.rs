@@ -519,3 +519,74 @@ fn gpu_trains_mnist_to_97_percent() {
     );
     assert!((gl - cl).abs() < 1e-4, "{gl} vs {cl}");
 }
+
+/// With no adapter (WGPU_BACKEND names a backend Linux lacks), `auto` falls back to the CPU with
+/// a one-line notice and `gpu` is an error that says how to get an adapter.
+#[test]
+fn auto_falls_back_to_the_cpu_and_gpu_refuses_without_an_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = common::mnist_mirror();
+    let args = |device: &'static str| {
+        vec![
+            "train".to_owned(),
+            "--device".into(),
+            device.into(),
+            "--quiet".into(),
+            "--epochs".into(),
+            "1".into(),
+            "--limit".into(),
+            "300".into(),
+            "--data-dir".into(),
+            dir.path().to_str().unwrap().into(),
+            "--mirror".into(),
+            mirror.clone(),
+        ]
+    };
+    let run = |device| {
+        let a = args(device);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        common::descent_env(&a, &[("WGPU_BACKEND", "dx12")])
+    };
+    let (ok, out, err) = run("auto");
+    assert!(ok, "{err}");
+    assert!(out.contains("on cpu"), "{out}");
+    let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(notes.len(), 1, "one notice: {err}");
+    assert!(notes[0].contains("no GPU adapter"), "{err}");
+    let (ok, _, err) = run("gpu");
+    assert!(!ok);
+    assert!(
+        err.contains("no GPU adapter") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+}
+
+/// Divergence on the GPU is caught from the per-step losses read at the end of the epoch.
+#[test]
+fn gpu_divergence_stops_with_epoch_and_step() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = common::descent(&[
+        "train",
+        "--device",
+        "gpu",
+        "--quiet",
+        "--limit",
+        "2000",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e6",
+        "--loss",
+        "mse",
+        "--mirror",
+        &common::mnist_mirror(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("diverged") && err.contains("epoch 1, step"),
+        "{err}"
+    );
+}
