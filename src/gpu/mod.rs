@@ -653,6 +653,32 @@ fn push_backward(
     }
 }
 
+/// batch_gather into the workspace's input rows; `u` is [rows, batch, base, flags].
+fn push_gather(
+    pb: &mut PlanBuilder<'_>,
+    label: String,
+    ws: &Workspace,
+    data: &GpuData,
+    order: &wgpu::Buffer,
+    state: &wgpu::Buffer,
+    u: [u32; 4],
+) {
+    pb.push(
+        label,
+        Kernel::BatchGather,
+        &[
+            &ws.activations[0],
+            &ws.labels,
+            &data.images,
+            &data.labels,
+            order,
+            state,
+        ],
+        words(&u),
+        groups_1d(u[0] as usize * PIXELS / 4, 256),
+    );
+}
+
 /// One training step over `len` samples (a full batch, or the epoch's last partial one).
 #[allow(clippy::too_many_arguments)]
 fn build_step_plan(
@@ -672,19 +698,14 @@ fn build_step_plan(
         let rows = ws.rows.min(len - off);
         let first = c == 0;
         let last_chunk = c + 1 == chunks;
-        pb.push(
+        push_gather(
+            &mut pb,
             format!("activations[0], labels = train[order[step·{batch} + {off}..][..{rows}]]"),
-            Kernel::BatchGather,
-            &[
-                &ws.activations[0],
-                &ws.labels,
-                &data.images,
-                &data.labels,
-                order,
-                b.state,
-            ],
-            words(&[rows as u32, batch as u32, off as u32, FROM_STATE]),
-            groups_1d(rows * PIXELS / 4, 256),
+            ws,
+            data,
+            order,
+            b.state,
+            [rows as u32, batch as u32, off as u32, FROM_STATE],
         );
         push_forward(&mut pb, g, spec, ws, rows, b.params);
         let flags = SLOT_FROM_STATE
@@ -730,19 +751,14 @@ fn build_eval_plan(
     for c in 0..data.n.div_ceil(ws.rows) {
         let off = c * ws.rows;
         let rows = ws.rows.min(data.n - off);
-        pb.push(
+        push_gather(
+            &mut pb,
             format!("activations[0], labels = test[{off}..][..{rows}]"),
-            Kernel::BatchGather,
-            &[
-                &ws.activations[0],
-                &ws.labels,
-                &data.images,
-                &data.labels,
-                order,
-                state,
-            ],
-            words(&[rows as u32, 0, off as u32, 0]),
-            groups_1d(rows * PIXELS / 4, 256),
+            ws,
+            data,
+            order,
+            state,
+            [rows as u32, 0, off as u32, 0],
         );
         push_forward(&mut pb, g, spec, ws, rows, params);
         pb.push(
