@@ -248,6 +248,15 @@ pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<G
         unfused: dev.unfused,
     };
     match Gpu::new(&opts, dev.kernel) {
+        // A software adapter (lavapipe) runs the same two cores as the CPU path, an order of
+        // magnitude slower; `auto` wants the fastest, so it takes the CPU. `gpu` still gets it.
+        Ok(gpu) if dev.device == DeviceChoice::Auto && gpu.ctx.is_cpu_adapter() => {
+            eprintln!(
+                "note: the only GPU adapter is a software one ({}); the CPU path is faster, using it (--device gpu forces the adapter)",
+                gpu.ctx.info.name
+            );
+            Ok(None)
+        }
         Ok(gpu) => Ok(Some(Arc::new(gpu))),
         Err(Error::NoAdapter { .. }) if dev.device == DeviceChoice::Auto => {
             eprintln!(

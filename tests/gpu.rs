@@ -590,3 +590,30 @@ fn gpu_divergence_stops_with_epoch_and_step() {
         "{err}"
     );
 }
+
+/// `auto` takes a hardware adapter when there is one; a software one (lavapipe) is slower than
+/// the CPU path, so then it trains on the CPU with a notice.
+#[test]
+fn auto_prefers_the_cpu_path_over_a_software_adapter() {
+    let software = gpu(MatmulVariant::Blocked).ctx.is_cpu_adapter();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = common::descent(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--mirror",
+        &common::mnist_mirror(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    if software {
+        assert!(out.contains("on cpu"), "{out}");
+        assert!(err.contains("software"), "{err}");
+    } else {
+        assert!(out.contains("on gpu: "), "{out}");
+    }
+}
