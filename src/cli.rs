@@ -327,6 +327,11 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             "--limit 0: no samples to train on".into(),
         ));
     }
+    for (flag, path) in [("--metrics", &args.metrics), ("--save", &args.save)] {
+        if let Some(p) = path {
+            check_output_dir(flag, p)?;
+        }
+    }
 
     let Splits { mut train, test } = load_data(&args.data)?;
     if let Some(n) = args.limit {
@@ -409,6 +414,23 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         println!("saved {}", path.display());
     }
     Ok(())
+}
+
+/// Fails before any training when an output file's directory does not exist.
+fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArg(format!(
+            "{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )))
+    }
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {

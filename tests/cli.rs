@@ -160,6 +160,8 @@ fn bad_flags_exit_non_zero_with_a_message() {
         (&["--limit", "0"], "--limit"),
         (&["--dataset", "cifar"], "cifar"),
         (&["--mirror", "ftp://x"], "mirror"),
+        (&["--metrics", "/nonexistent-dir/m.jsonl"], "--metrics"),
+        (&["--save", "/nonexistent-dir/m.safetensors"], "--save"),
     ];
     for (args, needle) in cases {
         let mut all = vec!["train", "--quiet", "--device", "cpu"];
