@@ -10,7 +10,18 @@
 //                            matmul_backward_input  dinp[B,K] = dout[B,N] . W[N,K]
 //                            matmul_backward_weight dW[N,K] (+)= dout[B,N]^T . inp[B,K]
 
-// The uniform block, c, aux and the epilogue `finish` come from matmul_common.wgsl.
+// The uniform block, aux and `epilogue` come from matmul_common.wgsl.
+
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
+
+fn finish(i: u32, j: u32, acc: f32) {
+    let at = u.c_off + i * u.n + j;
+    var old = 0.0;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        old = c[at];
+    }
+    c[at] = epilogue(acc, aux_at(i, j), old);
+}
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // A, strided
 @group(0) @binding(2) var<storage, read> b: array<f32>;          // B, strided

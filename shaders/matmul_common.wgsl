@@ -1,5 +1,6 @@
 // Shared by matmul.wgsl, matmul_vec4.wgsl and matmul_tiled.wgsl (prepended when the module is
-// built): the uniform block, the output bindings, and the epilogue every product ends with.
+// built): the uniform block, the aux binding, and the epilogue every product ends with. Each file
+// declares its own output binding `c` (scalar or vec4) and the store around `epilogue`.
 //
 // Epilogue flags, applied in this order to each output element C[i, j]:
 //   ADD_BIAS    + bias[bias_off + j]                 (matmul_forward: the layer's bias)
@@ -25,20 +26,31 @@ const TANH: u32 = 16u;
 const DRELU: u32 = 32u;
 const DSIGMOID: u32 = 64u;
 const DTANH: u32 = 128u;
+const DERIVATIVE: u32 = 224u;  // DRELU | DSIGMOID | DTANH
 
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;   // C [m, n] at c_off
 @group(0) @binding(3) var<storage, read> aux: array<f32>;       // bias [n] or act [m, n], at bias_off
 @group(0) @binding(4) var<uniform> u: Mm;
 
-fn finish(i: u32, j: u32, acc: f32) {
-    var v = acc;
-    let f = u.flags;
-    if ((f & ADD_BIAS) != 0u) {
-        v = v + aux[u.bias_off + j];
+// The aux value the epilogue needs at C[i, j]: the bias, or the activation's output.
+fn aux_at(i: u32, j: u32) -> f32 {
+    if ((u.flags & ADD_BIAS) != 0u) {
+        return aux[u.bias_off + j];
     }
-    let at = u.c_off + i * u.n + j;
+    if ((u.flags & DERIVATIVE) != 0u) {
+        return aux[u.bias_off + i * u.n + j];
+    }
+    return 0.0;
+}
+
+// acc: the product; x: aux_at(i, j); old: C[i, j] before (read only with ACCUMULATE).
+fn epilogue(acc: f32, x: f32, old: f32) -> f32 {
+    let f = u.flags;
+    var v = acc;
+    if ((f & ADD_BIAS) != 0u) {
+        v = v + x;
+    }
     if ((f & ACCUMULATE) != 0u) {
-        v = v + c[at];
+        v = v + old;
     }
     if ((f & RELU) != 0u) {
         v = max(v, 0.0);
@@ -47,17 +59,14 @@ fn finish(i: u32, j: u32, acc: f32) {
     } else if ((f & TANH) != 0u) {
         v = tanh(v);
     }
-    if ((f & (DRELU | DSIGMOID | DTANH)) != 0u) {
-        let a = aux[u.bias_off + i * u.n + j];
-        if ((f & DRELU) != 0u) {
-            if (a <= 0.0) {
-                v = 0.0;
-            }
-        } else if ((f & DSIGMOID) != 0u) {
-            v = v * a * (1.0 - a);
-        } else {
-            v = v * (1.0 - a * a);
+    if ((f & DRELU) != 0u) {
+        if (x <= 0.0) {
+            v = 0.0;
         }
+    } else if ((f & DSIGMOID) != 0u) {
+        v = v * x * (1.0 - x);
+    } else if ((f & DTANH) != 0u) {
+        v = v * (1.0 - x * x);
     }
-    c[at] = v;
+    return v;
 }

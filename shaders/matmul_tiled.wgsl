@@ -2,7 +2,18 @@
 // B in shared memory between barriers, and each invocation computes one element of C. This is
 // what a discrete GPU wants. Same uniform layout, bindings and entry points as matmul.wgsl.
 
-// The uniform block, c, aux and the epilogue `finish` come from matmul_common.wgsl.
+// The uniform block, aux and `epilogue` come from matmul_common.wgsl.
+
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
+
+fn finish(i: u32, j: u32, acc: f32) {
+    let at = u.c_off + i * u.n + j;
+    var old = 0.0;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        old = c[at];
+    }
+    c[at] = epilogue(acc, aux_at(i, j), old);
+}
 
 const T: u32 = 16u;
 

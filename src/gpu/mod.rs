@@ -257,6 +257,8 @@ fn push_mm(
     // The vec4 kernels need every row start 16-byte aligned; check the strides that step rows.
     let al = |x: usize| x.is_multiple_of(4);
     let vec4 = variant == MatmulVariant::Blocked
+        && al(mm.n)
+        && al(mm.c_off)
         && match kernel {
             Kernel::MatmulForward => {
                 al(mm.k) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.2)

@@ -701,7 +701,13 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
 pub fn vec4_shapes(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [bool; 3] {
     let on = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked;
     let al = |x: usize| x.is_multiple_of(4);
-    [on && al(k), on && al(k) && al(n), on && al(k) && al(n)].map(|x| x && b > 0)
+    // (forward, backward_input, backward_weight): C's rows (n, k, k wide) must be whole vec4s too.
+    [
+        on && al(k) && al(n),
+        on && al(k) && al(n),
+        on && al(k) && al(n),
+    ]
+    .map(|x| x && b > 0)
 }
 
 /// Every kernel against its CPU twin on seeded random inputs of several shapes.
