@@ -560,7 +560,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             batch,
             momentum,
         )?;
-        // A round is the first ~16k samples of an epoch (at least one step), timed to the end
+        // A round is the first ~4k samples of an epoch (at least one step), timed to the end
         // of its work.
         if !header {
             println!("device: {}", backend.device());
@@ -568,7 +568,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             println!("|---|---|---|---|");
             header = true;
         }
-        let steps_per_round = (16_384 / batch).clamp(1, n.div_ceil(batch));
+        let steps_per_round = (4096 / batch).clamp(1, n.div_ceil(batch));
         let mut rates = Vec::new();
         let t_all = Instant::now();
         let mut round = 0;
