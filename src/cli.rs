@@ -402,7 +402,13 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             r.samples_per_second
         );
         if let Some(path) = &metrics {
-            lines.push_str(&serde_json::to_string(r).map_err(|e| Error::Gpu(e.to_string()))?);
+            let line = serde_json::to_string(r).map_err(|e| {
+                Error::io(
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })?;
+            lines.push_str(&line);
             lines.push('\n');
             crate::write_atomic(path, lines.as_bytes())?;
         }

@@ -73,7 +73,7 @@ impl GpuContext {
             .into_iter()
             .filter(|a| {
                 let info = a.get_info();
-                // GL adapters on headless machines are software fallbacks with weaker compute.
+                // The no-op backend computes nothing; it is never a real adapter.
                 let usable = info.backend != wgpu::Backend::Noop;
                 let named = wanted
                     .as_ref()
@@ -81,6 +81,7 @@ impl GpuContext {
                 usable && named
             })
             .collect();
+        // Best device type first; among equals, Vulkan before GL (GL's compute is the weaker path).
         candidates.sort_by_key(|a| {
             let info = a.get_info();
             (
