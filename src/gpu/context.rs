@@ -129,10 +129,9 @@ impl GpuContext {
         limits.max_storage_buffers_per_shader_stage = STORAGE_BUFFERS_NEEDED
             .max(8)
             .min(have.max_storage_buffers_per_shader_stage);
-        limits.max_storage_buffer_binding_size = need_binding;
-        limits.max_buffer_size = need_binding
-            .max(limits.max_buffer_size)
-            .min(have.max_buffer_size);
+        // Ask for all the adapter has: bigger models then fit without asking the user.
+        limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+        limits.max_buffer_size = have.max_buffer_size;
         limits.max_compute_workgroup_size_x = 256;
         limits.max_compute_invocations_per_workgroup = 256;
         limits.max_compute_workgroups_per_dimension =

@@ -327,6 +327,24 @@ impl GpuBackend {
                 params.len()
             )));
         }
+        // The parameters and the widest activation chunk must each fit one storage binding.
+        let limit = g.ctx.limits.max_storage_buffer_binding_size;
+        let rows = batch.clamp(EVAL_ROWS, CHUNK_ROWS) as u64;
+        let widest = spec.sizes.iter().max().copied().unwrap_or(0) as u64;
+        for (what, bytes) in [
+            ("the parameters", np.next_multiple_of(4) as u64 * 4),
+            ("one chunk of activations", rows * widest * 4),
+        ] {
+            if bytes > limit {
+                return Err(Error::AdapterLimits {
+                    adapter: g.ctx.describe(),
+                    msg: format!(
+                        "{what} of {} take {bytes} bytes, over its {limit}-byte storage binding limit; use smaller --hidden layers or --device cpu",
+                        spec.describe()
+                    ),
+                });
+            }
+        }
         // Padded to whole vec4s for sgd_update; the padding stays zero.
         let np4 = np.next_multiple_of(4);
         let mut padded = params.to_vec();
