@@ -10,6 +10,9 @@ struct Loss {
 const ACCUMULATE: u32 = 2u;
 const SLOT_FROM_STATE: u32 = 4u;
 const ADVANCE: u32 = 8u;
+// The forward kernels also write the gradient w.r.t. the logits (scaled by u.scale), saving the
+// backward dispatch; softmax_xent_backward / mse_backward remain for --unfused.
+const WITH_GRAD: u32 = 16u;
 
 @group(0) @binding(0) var<storage, read_write> losses: array<f32>;         // losses [rows]
 @group(0) @binding(1) var<storage, read_write> probs: array<f32>;          // probs [rows, C]
@@ -41,8 +44,17 @@ fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         s = s + e;
     }
     let inv = 1.0 / s;
+    let grad = (u.flags & WITH_GRAD) != 0u;
     for (var j = 0u; j < u.classes; j = j + 1u) {
-        probs[o + j] = probs[o + j] * inv;
+        let p = probs[o + j] * inv;
+        probs[o + j] = p;
+        if (grad) {
+            var t = 0.0;
+            if (labels[r] == j) {
+                t = 1.0;
+            }
+            dlogits[o + j] = (p - t) * u.scale;
+        }
     }
     losses[r] = log(s) - (logits[o + labels[r]] - mx);
 }
@@ -76,6 +88,9 @@ fn mse_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let d = logits[o + j] - t;
         s = s + d * d;
+        if ((u.flags & WITH_GRAD) != 0u) {
+            dlogits[o + j] = 2.0 * d / f32(u.classes) * u.scale;
+        }
     }
     losses[r] = s / f32(u.classes);
 }

@@ -10,18 +10,8 @@
 //                            matmul_backward_input  dinp[B,K] = dout[B,N] . W[N,K]
 //                            matmul_backward_weight dW[N,K] (+)= dout[B,N]^T . inp[B,K]
 
-// The uniform block, aux and `epilogue` come from matmul_common.wgsl.
+// The uniform block, c, aux, `finish` and `bias_grad` come from matmul_common.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
-
-fn finish(i: u32, j: u32, acc: f32) {
-    let at = u.c_off + i * u.n + j;
-    var old = 0.0;
-    if ((u.flags & ACCUMULATE) != 0u) {
-        old = c[at];
-    }
-    c[at] = epilogue(acc, aux_at(i, j), old);
-}
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // A, strided
 @group(0) @binding(2) var<storage, read> b: array<f32>;          // B, strided
@@ -42,6 +32,7 @@ fn mm_block(gid: vec3<u32>) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var rsum = vec4<f32>(0.0);
     for (var p = 0u; p < u.k; p = p + 1u) {
         let pa = p * u.a_cs;
         let pb = p * u.b_rs;
@@ -51,6 +42,12 @@ fn mm_block(gid: vec3<u32>) {
         acc1 = fma(vec4<f32>(av.y), bv, acc1);
         acc2 = fma(vec4<f32>(av.z), bv, acc2);
         acc3 = fma(vec4<f32>(av.w), bv, acc3);
+        rsum = rsum + av;
+    }
+    if ((u.flags & BIAS_GRAD) != 0u && j0 == 0u) {
+        for (var r = 0u; r < 4u && i0 + r < u.m; r = r + 1u) {
+            bias_grad(i0 + r, rsum[r]);
+        }
     }
     var rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var r = 0u; r < 4u; r = r + 1u) {

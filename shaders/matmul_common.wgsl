@@ -1,6 +1,7 @@
 // Shared by matmul.wgsl, matmul_vec4.wgsl and matmul_tiled.wgsl (prepended when the module is
-// built): the uniform block, the aux binding, and the epilogue every product ends with. Each file
-// declares its own output binding `c` (scalar or vec4) and the store around `epilogue`.
+// built): the uniform block, the bindings c and aux, and the epilogue every product ends with.
+// matmul_vec4.wgsl stores through its own vec4 view `c4` of binding 0 instead of `c`; WGSL
+// allows that since no entry point uses both.
 //
 // Epilogue flags, applied in this order to each output element C[i, j]:
 //   ADD_BIAS    + bias[bias_off + j]                 (matmul_forward: the layer's bias)
@@ -27,7 +28,11 @@ const DRELU: u32 = 32u;
 const DSIGMOID: u32 = 64u;
 const DTANH: u32 = 128u;
 const DERIVATIVE: u32 = 224u;  // DRELU | DSIGMOID | DTANH
+// matmul_backward_weight also writes the bias gradient, C[bias_off + i] (+)= sum_p A(i, p)
+// (A = dout^T, so that is bias_backward's column sum), from the invocations of column block 0.
+const BIAS_GRAD: u32 = 256u;
 
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
 @group(0) @binding(3) var<storage, read> aux: array<f32>;       // bias [n] or act [m, n], at bias_off
 @group(0) @binding(4) var<uniform> u: Mm;
 
@@ -69,4 +74,23 @@ fn epilogue(acc: f32, x: f32, old: f32) -> f32 {
         v = v * (1.0 - x * x);
     }
     return v;
+}
+
+fn finish(i: u32, j: u32, acc: f32) {
+    let at = u.c_off + i * u.n + j;
+    var old = 0.0;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        old = c[at];
+    }
+    c[at] = epilogue(acc, aux_at(i, j), old);
+}
+
+// The bias gradient of row i (BIAS_GRAD), overwriting or accumulating like C itself.
+fn bias_grad(i: u32, sum: f32) {
+    let at = u.bias_off + i;
+    var v = sum;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        v = v + c[at];
+    }
+    c[at] = v;
 }

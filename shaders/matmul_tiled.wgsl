@@ -2,18 +2,8 @@
 // B in shared memory between barriers, and each invocation computes one element of C. This is
 // what a discrete GPU wants. Same uniform layout, bindings and entry points as matmul.wgsl.
 
-// The uniform block, aux and `epilogue` come from matmul_common.wgsl.
+// The uniform block, c, aux, `finish` and `bias_grad` come from matmul_common.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
-
-fn finish(i: u32, j: u32, acc: f32) {
-    let at = u.c_off + i * u.n + j;
-    var old = 0.0;
-    if ((u.flags & ACCUMULATE) != 0u) {
-        old = c[at];
-    }
-    c[at] = epilogue(acc, aux_at(i, j), old);
-}
 
 const T: u32 = 16u;
 
@@ -27,6 +17,9 @@ fn mm_tiled(lid: vec3<u32>, wid: vec3<u32>) {
     let i = wid.y * T + lid.y;
     let j = wid.x * T + lid.x;
     var acc = 0.0;
+    var rsum = 0.0;
+    // Column 0 of the first column block also sums its A rows (the bias gradient, BIAS_GRAD).
+    let sums = (u.flags & BIAS_GRAD) != 0u && wid.x == 0u && lid.x == 0u;
     let tiles = (u.k + T - 1u) / T;
     for (var t = 0u; t < tiles; t = t + 1u) {
         let pa = t * T + lid.x;
@@ -45,7 +38,15 @@ fn mm_tiled(lid: vec3<u32>, wid: vec3<u32>) {
         for (var p = 0u; p < T; p = p + 1u) {
             acc = fma(ta[lid.y][p], tb[p][lid.x], acc);
         }
+        if (sums) {
+            for (var p = 0u; p < T; p = p + 1u) {
+                rsum = rsum + ta[lid.y][p];
+            }
+        }
         workgroupBarrier();
+    }
+    if (sums && i < u.m) {
+        bias_grad(i, rsum);
     }
     if (i < u.m && j < u.n) {
         finish(i, j, acc);

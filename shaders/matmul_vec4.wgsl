@@ -7,10 +7,10 @@
 // because WGSL has no unroll and a
 // dynamically indexed array would live in memory, not registers.
 // Same bindings and entry points as matmul.wgsl; the uniform block, aux and `epilogue` come
-// from matmul_common.wgsl. The host also requires n and c_off to be multiples of 4, so each
-// row of C is stored as whole vec4s.
+// from matmul_common.wgsl. The host also requires n, c_off (and with BIAS_GRAD bias_off) to be
+// multiples of 4, so each row of C is stored as whole vec4s.
 
-@group(0) @binding(0) var<storage, read_write> c: array<vec4<f32>>;  // C [m, n/4] at c_off/4
+@group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // C [m, n/4] at c_off/4
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;   // A, rows 16-byte aligned
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;   // B, rows 16-byte aligned
 
@@ -21,18 +21,31 @@ fn store4(i: u32, j0: u32, v: vec4<f32>) {
     let at = (u.c_off + i * u.n + j0) / 4u;
     var old = vec4<f32>(0.0);
     if ((u.flags & ACCUMULATE) != 0u) {
-        old = c[at];
+        old = c4[at];
     }
     var x = vec4<f32>(0.0);
     if ((u.flags & (ADD_BIAS | DERIVATIVE)) != 0u) {
         x = vec4<f32>(aux_at(i, j0), aux_at(i, j0 + 1u), aux_at(i, j0 + 2u), aux_at(i, j0 + 3u));
     }
-    c[at] = vec4<f32>(
+    c4[at] = vec4<f32>(
         epilogue(v.x, x.x, old.x),
         epilogue(v.y, x.y, old.y),
         epilogue(v.z, x.z, old.z),
         epilogue(v.w, x.w, old.w),
     );
+}
+
+// The bias gradient of rows i..i+3 (BIAS_GRAD), overwriting or accumulating like C.
+fn bias_grad4(i: u32, sum: vec4<f32>) {
+    if (i >= u.m) {
+        return;
+    }
+    let at = (u.bias_off + i) / 4u;
+    var v = sum;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        v = v + c4[at];
+    }
+    c4[at] = v;
 }
 
 // out[i, j] = sum_k inp[i, k] * W[j, k] + bias[j]: both operands run along k, so the block is
@@ -253,11 +266,15 @@ fn matmul_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     var c61 = vec4<f32>(0.0);
     var c70 = vec4<f32>(0.0);
     var c71 = vec4<f32>(0.0);
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
     for (var p = 0u; p < u.k; p = p + 1u) {
         let x0 = a[ca0 + p * sa];
         let x1 = a[ca1 + p * sa];
         let y0 = b[cb0 + p * sb];
         let y1 = b[cb1 + p * sb];
+        s0 = s0 + x0;
+        s1 = s1 + x1;
         c00 = fma(vec4<f32>(x0.x), y0, c00);
         c01 = fma(vec4<f32>(x0.x), y1, c01);
         c10 = fma(vec4<f32>(x0.y), y0, c10);
@@ -274,6 +291,10 @@ fn matmul_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         c61 = fma(vec4<f32>(x1.z), y1, c61);
         c70 = fma(vec4<f32>(x1.w), y0, c70);
         c71 = fma(vec4<f32>(x1.w), y1, c71);
+    }
+    if ((u.flags & BIAS_GRAD) != 0u && j0 == 0u) {
+        bias_grad4(i0, s0);
+        bias_grad4(i0 + 4u, s1);
     }
     store4(i0 + 0u, j0 + 0u, c00);
     store4(i0 + 0u, j0 + 4u, c01);

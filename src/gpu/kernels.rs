@@ -167,9 +167,9 @@ impl Kernel {
             Kernel::ReluBackward | Kernel::SigmoidBackward | Kernel::TanhBackward => {
                 &[(0, RW), (1, R), (2, U)]
             }
-            Kernel::SoftmaxXentForward => &[(0, RW), (1, RW), (2, R), (3, R), (15, U)],
+            Kernel::SoftmaxXentForward => &[(0, RW), (1, RW), (2, R), (3, R), (4, RW), (15, U)],
             Kernel::SoftmaxXentBackward => &[(4, RW), (5, R), (3, R), (15, U)],
-            Kernel::MseForward => &[(0, RW), (2, R), (3, R), (15, U)],
+            Kernel::MseForward => &[(0, RW), (2, R), (3, R), (4, RW), (15, U)],
             Kernel::MseBackward => &[(4, RW), (2, R), (3, R), (15, U)],
             Kernel::LossReduce => &[(6, RW), (7, RW), (8, R), (15, U)],
             Kernel::ArgmaxCorrect => &[(9, RW), (2, R), (3, R), (15, U)],

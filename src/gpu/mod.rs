@@ -33,6 +33,8 @@ const MAX_IN_FLIGHT: usize = 2;
 // Flag bits shared with the WGSL files (matmul_common.wgsl, loss.wgsl, gather.wgsl).
 const ADD_BIAS: u32 = 1;
 const ACCUMULATE: u32 = 2;
+/// matmul_backward_weight also writes the bias gradient (matmul_common.wgsl).
+pub const BIAS_GRAD: u32 = 256;
 
 /// The matmul epilogue flags that apply an activation, and its derivative.
 pub fn act_flags(a: Activation) -> (u32, u32) {
@@ -44,6 +46,7 @@ pub fn act_flags(a: Activation) -> (u32, u32) {
 }
 const SLOT_FROM_STATE: u32 = 4;
 const ADVANCE: u32 = 8;
+const WITH_GRAD: u32 = 16;
 const FROM_STATE: u32 = 1;
 
 /// A device with its pipelines, shared by every model built on it.
@@ -266,7 +269,14 @@ fn push_mm(
             Kernel::MatmulBackwardInput => {
                 al(mm.k) && al(mm.n) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.1)
             }
-            _ => al(mm.m) && al(mm.n) && al(mm.a.0) && al(mm.a.2) && al(mm.b.0) && al(mm.b.1),
+            _ => {
+                al(mm.m)
+                    && al(mm.a.0)
+                    && al(mm.a.2)
+                    && al(mm.b.0)
+                    && al(mm.b.1)
+                    && (mm.flags & BIAS_GRAD == 0 || al(mm.bias_off))
+            }
         };
     pb.push(
         label,
@@ -495,6 +505,7 @@ fn push_forward(
     ws: &Workspace,
     rows: usize,
     params: &wgpu::Buffer,
+    grad_scale: Option<f32>,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -545,19 +556,30 @@ fn push_forward(
         }
     }
     let logits = &ws.activations[last + 1];
+    // With a scale, the loss kernel also writes the gradient w.r.t. the logits (fused).
+    let dlogits = &ws.dactivations[last + 1];
+    let (flags, scale) = grad_scale.map_or((0, 1.0), |s| (WITH_GRAD, s));
     match spec.loss {
         Loss::Xent => pb.push(
-            "losses, probs = softmax_xent(logits)",
+            if grad_scale.is_some() {
+                "losses, probs = softmax_xent(logits); dactivations[out] = (probs − onehot)/B"
+            } else {
+                "losses, probs = softmax_xent(logits)"
+            },
             Kernel::SoftmaxXentForward,
-            &[&ws.losses, &ws.probs, logits, &ws.labels],
-            loss_words(rows, 0, 0, 1.0),
+            &[&ws.losses, &ws.probs, logits, &ws.labels, dlogits],
+            loss_words(rows, flags, 0, scale),
             [(rows as u32).div_ceil(64), 1, 1],
         ),
         Loss::Mse => pb.push(
-            "losses = mse(logits)",
+            if grad_scale.is_some() {
+                "losses = mse(logits); dactivations[out] = 2(logits − onehot)/(10B)"
+            } else {
+                "losses = mse(logits)"
+            },
             Kernel::MseForward,
-            &[&ws.losses, logits, &ws.labels],
-            loss_words(rows, 0, 0, 1.0),
+            &[&ws.losses, logits, &ws.labels, dlogits],
+            loss_words(rows, flags, 0, scale),
             [(rows as u32).div_ceil(64), 1, 1],
         ),
     }
@@ -579,7 +601,9 @@ fn push_backward(
     let (_, act_bwd) = act_kernels(spec.activation);
     let dlogits = &ws.dactivations[last + 1];
     let n = rows * CLASSES;
+    // Fused: the loss forward kernel already wrote dlogits.
     match spec.loss {
+        _ if g.fuse => {}
         Loss::Xent => pb.push(
             "dactivations[out] = (probs − onehot)/B",
             Kernel::SoftmaxXentBackward,
@@ -597,13 +621,21 @@ fn push_backward(
     }
     let acc = if accumulate { ACCUMULATE } else { 0 };
     for (l, s) in layers.iter().enumerate().rev() {
+        // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
             g.kernels.variant,
-            format!(
-                "layers.{l} grads.weight = dactivations[{}]ᵀ·activations[{l}]",
-                l + 1
-            ),
+            if g.fuse {
+                format!(
+                    "layers.{l} grads.weight, grads.bias = dactivations[{}]ᵀ·[activations[{l}], 1]",
+                    l + 1
+                )
+            } else {
+                format!(
+                    "layers.{l} grads.weight = dactivations[{}]ᵀ·activations[{l}]",
+                    l + 1
+                )
+            },
             Kernel::MatmulBackwardWeight,
             b.grads,
             &ws.dactivations[l + 1],
@@ -613,20 +645,22 @@ fn push_backward(
                 m: s.out,
                 n: s.inp,
                 k: rows,
-                flags: acc,
+                flags: acc | if g.fuse { BIAS_GRAD } else { 0 },
                 a: (0, 1, s.out),
                 b: (0, s.inp, 1),
                 c_off: s.w_off,
-                bias_off: 0,
+                bias_off: s.b_off,
             },
         );
-        pb.push(
-            format!("layers.{l} grads.bias = Σ dactivations[{}]", l + 1),
-            Kernel::BiasBackward,
-            &[b.grads, &ws.dactivations[l + 1]],
-            words(&[rows as u32, s.out as u32, s.b_off as u32, acc]),
-            [(s.out as u32).div_ceil(64), 1, 1],
-        );
+        if !g.fuse {
+            pb.push(
+                format!("layers.{l} grads.bias = Σ dactivations[{}]", l + 1),
+                Kernel::BiasBackward,
+                &[b.grads, &ws.dactivations[l + 1]],
+                words(&[rows as u32, s.out as u32, s.b_off as u32, acc]),
+                [(s.out as u32).div_ceil(64), 1, 1],
+            );
+        }
         if l > 0 {
             // Fused: the epilogue multiplies by the activation's derivative, read from the
             // activation's output bound in the bias slot.
@@ -727,7 +761,15 @@ fn build_step_plan(
             b.state,
             [rows as u32, batch as u32, off as u32, FROM_STATE],
         );
-        push_forward(&mut pb, g, spec, ws, rows, b.params);
+        push_forward(
+            &mut pb,
+            g,
+            spec,
+            ws,
+            rows,
+            b.params,
+            g.fuse.then_some(1.0 / len as f32),
+        );
         let flags = SLOT_FROM_STATE
             | if first { 0 } else { ACCUMULATE }
             | if last_chunk { ADVANCE } else { 0 };
@@ -780,7 +822,7 @@ fn build_eval_plan(
             state,
             [rows as u32, 0, off as u32, 0],
         );
-        push_forward(&mut pb, g, spec, ws, rows, params);
+        push_forward(&mut pb, g, spec, ws, rows, params, None);
         pb.push(
             format!("eval_sums[{c}] = Σ losses"),
             Kernel::LossReduce,

@@ -327,17 +327,49 @@ fn matmul_backward_input_case(
 /// matmul_backward_weight: dW[N,K] (+)= dout[B,N]ᵀ·inp[B,K], into a grads buffer at an offset.
 pub fn check_matmul_backward_weight(
     gpu: &Gpu,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_backward_weight_case(gpu, shape, accumulate, false, vec4, seed)
+}
+
+/// matmul_backward_weight with the bias gradient fused in (BIAS_GRAD), against the CPU's
+/// matmul_backward_weight then bias_backward; the bias sits right after the weight, as in the
+/// parameter layout.
+pub fn check_matmul_backward_weight_bias(
+    gpu: &Gpu,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+    vec4: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    matmul_backward_weight_case(gpu, shape, accumulate, true, vec4, seed)
+}
+
+fn matmul_backward_weight_case(
+    gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     accumulate: bool,
+    with_bias: bool,
     vec4: bool,
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
     let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
+    // grads: [junk, dW [N,K], dbias [N]]
     let off = if vec4 { 4 } else { 2 };
-    let grads = rand_vec(off + n * k, seed, 7, -1.0, 1.0);
+    let bias_off = off + n * k;
+    let grads = rand_vec(bias_off + n, seed, 7, -1.0, 1.0);
     let mut want = grads.clone();
-    twin::matmul_backward_weight(&mut want[off..], &dout, &inp, b, k, n, accumulate);
+    let (dw, db) = want[off..].split_at_mut(n * k);
+    twin::matmul_backward_weight(dw, &dout, &inp, b, k, n, accumulate);
+    let mut flags = if accumulate { 2 } else { 0 };
+    if with_bias {
+        twin::bias_backward(db, &dout, b, n, accumulate);
+        flags |= crate::gpu::BIAS_GRAD;
+    }
     let block = if vec4 {
         64
     } else {
@@ -352,7 +384,7 @@ pub fn check_matmul_backward_weight(
             n as u32,
             k as u32,
             b as u32,
-            if accumulate { 2 } else { 0 },
+            flags,
             0,
             1,
             n as u32,
@@ -360,12 +392,19 @@ pub fn check_matmul_backward_weight(
             k as u32,
             1,
             off as u32,
-            0,
+            bias_off as u32,
         ],
         [(k as u32).div_ceil(block), (n as u32).div_ceil(block), 1],
     )?;
+    let mut name = fused_name("matmul_backward_weight", None, true, false);
+    if with_bias {
+        name.push_str(" + bias_backward");
+    }
+    if vec4 {
+        name.push_str(" (vec4)");
+    }
     Ok(compare(
-        &fused_name("matmul_backward_weight", None, true, vec4),
+        &name,
         format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
         &f32s(&out[0]),
         &want,
@@ -469,33 +508,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
     let mut losses = vec![0.0; b];
     let mut probs = vec![0.0; b * c];
     match (loss, backward) {
-        (Loss::Xent, false) => {
-            twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
-            let out = run_one(
-                gpu,
-                Kernel::SoftmaxXentForward,
-                false,
-                &[
-                    bytes(&vec![0f32; b]),
-                    bytes(&vec![0f32; b * c]),
-                    bytes(&logits),
-                    bytes(&labels),
-                ],
-                &lw(0),
-                [(b as u32).div_ceil(64), 1, 1],
-            )?;
-            let mut got = f32s(&out[0]);
-            got.extend(f32s(&out[1]));
-            losses.extend(probs);
-            Ok(compare(
-                "softmax_xent_forward",
-                shape,
-                &got,
-                &losses,
-                1e-5,
-                1e-5,
-            ))
-        }
+        (_, false) => loss_forward_case(gpu, loss, b, seed, false),
         (Loss::Xent, true) => {
             twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
             let mut want = vec![0.0; b * c];
@@ -514,25 +527,6 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
                 &f32s(&out[0]),
                 &want,
                 1e-6,
-                1e-5,
-            ))
-        }
-        (Loss::Mse, false) => {
-            twin::mse_forward(&mut losses, &logits, &labels, b, c);
-            let out = run_one(
-                gpu,
-                Kernel::MseForward,
-                false,
-                &[bytes(&vec![0f32; b]), bytes(&logits), bytes(&labels)],
-                &lw(0),
-                [(b as u32).div_ceil(64), 1, 1],
-            )?;
-            Ok(compare(
-                "mse_forward",
-                shape,
-                &f32s(&out[0]),
-                &losses,
-                1e-5,
                 1e-5,
             ))
         }
@@ -557,6 +551,98 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             ))
         }
     }
+}
+
+/// The loss forward kernel writing the logits' gradient too (WITH_GRAD), against the CPU's
+/// forward then backward.
+pub fn check_loss_fused(gpu: &Gpu, loss: Loss, b: usize, seed: u32) -> Result<CheckRow> {
+    loss_forward_case(gpu, loss, b, seed, true)
+}
+
+fn loss_forward_case(
+    gpu: &Gpu,
+    loss: Loss,
+    b: usize,
+    seed: u32,
+    with_grad: bool,
+) -> Result<CheckRow> {
+    let c = CLASSES;
+    let logits = rand_vec(b * c, seed, 12, -6.0, 6.0);
+    let labels = rand_labels(b, seed);
+    let scale = 1.0 / b as f32;
+    let mut losses = vec![0.0; b];
+    let mut probs = vec![0.0; b * c];
+    let mut dlogits = vec![0.0; b * c];
+    let u = [
+        b as u32,
+        c as u32,
+        if with_grad { 16 } else { 0 },
+        0,
+        scale.to_bits(),
+    ];
+    let groups = [(b as u32).div_ceil(64), 1, 1];
+    let zeros_bc = vec![0f32; b * c];
+    let (name, mut got, mut want) = match loss {
+        Loss::Xent => {
+            twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
+            twin::softmax_xent_backward(&mut dlogits, &probs, &labels, b, c, scale);
+            let out = run_one(
+                gpu,
+                Kernel::SoftmaxXentForward,
+                false,
+                &[
+                    bytes(&vec![0f32; b]),
+                    bytes(&zeros_bc),
+                    bytes(&logits),
+                    bytes(&labels),
+                    bytes(&zeros_bc),
+                ],
+                &u,
+                groups,
+            )?;
+            let mut got = f32s(&out[0]);
+            got.extend(f32s(&out[1]));
+            losses.extend(&probs);
+            let grad = f32s(&out[4]);
+            ("softmax_xent_forward", (got, grad), losses)
+        }
+        Loss::Mse => {
+            twin::mse_forward(&mut losses, &logits, &labels, b, c);
+            twin::mse_backward(&mut dlogits, &logits, &labels, b, c, scale);
+            let out = run_one(
+                gpu,
+                Kernel::MseForward,
+                false,
+                &[
+                    bytes(&vec![0f32; b]),
+                    bytes(&logits),
+                    bytes(&labels),
+                    bytes(&zeros_bc),
+                ],
+                &u,
+                groups,
+            )?;
+            ("mse_forward", (f32s(&out[0]), f32s(&out[3])), losses)
+        }
+    };
+    let mut name = name.to_owned();
+    if with_grad {
+        // The fused kernel must also produce the backward kernel's output.
+        got.0.extend(got.1);
+        want.extend(dlogits);
+        name.push_str(&format!(
+            " + {}",
+            match loss {
+                Loss::Xent => "softmax_xent_backward",
+                Loss::Mse => "mse_backward",
+            }
+        ));
+    } else if got.1.iter().any(|&g| g != 0.0) {
+        // Without the flag the gradient buffer must stay untouched.
+        got.0.push(f32::NAN);
+        want.push(0.0);
+    }
+    Ok(compare(&name, format!("B={b}"), &got.0, &want, 1e-5, 1e-5))
 }
 
 /// loss_reduce: sums[slot] (+)= Σ losses, with the slot taken from the step counter, which
@@ -752,6 +838,23 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
             }
         }
     }
+    for (i, &s) in [(7, 13, 10), (64, 784, 128), (12, 64, 36)]
+        .iter()
+        .enumerate()
+    {
+        let [_, _, w4] = vec4_shapes(gpu, s);
+        for vec4 in [false, true] {
+            if !vec4 || w4 {
+                rows.push(check_matmul_backward_weight_bias(
+                    gpu,
+                    s,
+                    i == 1,
+                    vec4,
+                    i as u32,
+                )?);
+            }
+        }
+    }
     for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
         rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32)?);
     }
@@ -767,6 +870,11 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
             for (i, b) in [1, 7, 100].into_iter().enumerate() {
                 rows.push(check_loss(gpu, loss, backward, b, i as u32)?);
             }
+        }
+    }
+    for loss in [Loss::Xent, Loss::Mse] {
+        for (i, b) in [1, 7, 100].into_iter().enumerate() {
+            rows.push(check_loss_fused(gpu, loss, b, i as u32)?);
         }
     }
     for (i, r) in [1, 7, 1000].into_iter().enumerate() {
