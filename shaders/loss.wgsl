@@ -26,6 +26,11 @@ const WITH_GRAD: u32 = 16u;
 @group(0) @binding(9) var<storage, read_write> correct: array<atomic<u32>>; // correct [slots]
 @group(0) @binding(15) var<uniform> u: Loss;
 
+// The one-hot target of row r at class j.
+fn onehot(r: u32, j: u32) -> f32 {
+    return select(0.0, 1.0, labels[r] == j);
+}
+
 @compute @workgroup_size(64)
 fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
@@ -49,11 +54,7 @@ fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         let p = probs[o + j] * inv;
         probs[o + j] = p;
         if (grad) {
-            var t = 0.0;
-            if (labels[r] == j) {
-                t = 1.0;
-            }
-            dlogits[o + j] = (p - t) * u.scale;
+            dlogits[o + j] = (p - onehot(r, j)) * u.scale;
         }
     }
     losses[r] = log(s) - (logits[o + labels[r]] - mx);
@@ -66,11 +67,7 @@ fn softmax_xent_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = i / u.classes;
-    var t = 0.0;
-    if (labels[r] == i % u.classes) {
-        t = 1.0;
-    }
-    dlogits[i] = (probs_in[i] - t) * u.scale;
+    dlogits[i] = (probs_in[i] - onehot(r, i % u.classes)) * u.scale;
 }
 
 @compute @workgroup_size(64)
@@ -82,11 +79,7 @@ fn mse_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let o = r * u.classes;
     var s = 0.0;
     for (var j = 0u; j < u.classes; j = j + 1u) {
-        var t = 0.0;
-        if (labels[r] == j) {
-            t = 1.0;
-        }
-        let d = logits[o + j] - t;
+        let d = logits[o + j] - onehot(r, j);
         s = s + d * d;
         if ((u.flags & WITH_GRAD) != 0u) {
             dlogits[o + j] = 2.0 * d / f32(u.classes) * u.scale;
@@ -102,11 +95,7 @@ fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = i / u.classes;
-    var t = 0.0;
-    if (labels[r] == i % u.classes) {
-        t = 1.0;
-    }
-    dlogits[i] = 2.0 * (logits[i] - t) / f32(u.classes) * u.scale;
+    dlogits[i] = 2.0 * (logits[i] - onehot(r, i % u.classes)) / f32(u.classes) * u.scale;
 }
 
 var<workgroup> partial: array<f32, 256>;
