@@ -427,6 +427,7 @@ fn an_epoch_submits_in_batches_and_reads_back_once() {
 
 #[test]
 fn device_gpu_with_a_missing_adapter_fails_clearly() {
+    let _g = serial();
     let (ok, out, err) = common::descent(&[
         "train",
         "--device",
@@ -451,6 +452,7 @@ fn device_gpu_with_a_missing_adapter_fails_clearly() {
 
 #[test]
 fn print_plan_lists_the_step() {
+    let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = common::descent(&[
         "train",
@@ -553,6 +555,7 @@ fn gpu_trains_mnist_to_97_percent() {
 /// a one-line notice and `gpu` is an error that says how to get an adapter.
 #[test]
 fn auto_falls_back_to_the_cpu_and_gpu_refuses_without_an_adapter() {
+    let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let mirror = common::mnist_mirror();
     let args = |device: &'static str| {
@@ -624,6 +627,7 @@ fn gpu_divergence_stops_with_epoch_and_step() {
 /// the CPU path, so then it trains on the CPU with a notice.
 #[test]
 fn auto_prefers_the_cpu_path_over_a_software_adapter() {
+    let _g = serial();
     let software = gpu(MatmulVariant::Blocked).ctx.is_cpu_adapter();
     let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = common::descent(&[
