@@ -3,22 +3,32 @@
 
 use std::path::PathBuf;
 
-/// Where the real MNIST files are: $MNIST_MIRROR (a directory or file:// URL) or ../shared/data/mnist.
-/// Fails loudly rather than skipping: CI must always have the data.
+/// Where the real MNIST files are: $MNIST_MIRROR (a directory or file:// URL), else
+/// ../shared/data/mnist, else data/mnist (where `descent data` puts them). Fails loudly rather
+/// than skipping: CI must always have the data.
 pub fn mnist_mirror() -> String {
     if let Ok(m) = std::env::var("MNIST_MIRROR")
         && !m.trim().is_empty()
     {
         return m;
     }
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
-    assert!(
-        shared.join("train-images-idx3-ubyte.gz").is_file(),
-        "MNIST not found: set MNIST_MIRROR to a directory or file:// URL holding the four \
-         *-ubyte.gz files (looked in {})",
-        shared.display()
-    );
-    format!("file://{}", shared.display())
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [root.join("../shared/data/mnist"), root.join("data/mnist")];
+    let found = candidates.iter().find(|d| {
+        d.join("t10k-labels-idx1-ubyte.gz").is_file() || d.join("t10k-labels-idx1-ubyte").is_file()
+    });
+    match found {
+        Some(d) => format!("file://{}", d.display()),
+        None => panic!(
+            "MNIST not found: set MNIST_MIRROR to a directory or file:// URL holding the four \
+             *-ubyte.gz files, or run `cargo run --release -- data` first (looked in {})",
+            candidates
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The directory behind `mnist_mirror()` (for tests that serve it over HTTP).
