@@ -277,8 +277,4 @@ impl Kernels {
             .get(&(k, vec4))
             .ok_or_else(|| Error::Gpu(format!("no pipeline for {} (vec4: {vec4})", k.name())))
     }
-
-    pub fn source_of(&self, k: Kernel, vec4: bool) -> &'static str {
-        k.source(self.variant, vec4).0
-    }
 }

@@ -442,10 +442,6 @@ impl GpuBackend {
         v
     }
 
-    pub fn variant(&self) -> MatmulVariant {
-        self.gpu.kernels.variant
-    }
-
     fn flush(&mut self) -> Result<()> {
         if let Some(enc) = self.encoder.take() {
             let idx = self.gpu.ctx.queue.submit([enc.finish()]);

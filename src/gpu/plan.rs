@@ -23,13 +23,6 @@ pub struct Dispatch {
     pub vec4: bool,
 }
 
-impl Dispatch {
-    /// The WGSL file this dispatch's pipeline comes from.
-    pub fn source(&self, kernels: &Kernels) -> &'static str {
-        kernels.source_of(self.kernel, self.vec4)
-    }
-}
-
 /// A recorded sequence of dispatches with their bind groups.
 pub struct Plan {
     pub name: String,

@@ -56,31 +56,6 @@ pub fn descent_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String
     )
 }
 
-/// Worst element of `got` against `want` under |got − want| ≤ atol + rtol·|want|.
-/// Returns Err with the first failing index, the worst index and the max difference.
-pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut first_bad = None;
-    let mut worst = (0usize, 0.0f32);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g - w).abs();
-        // NaN anywhere counts as bad.
-        let bad = d.is_nan() || d > atol + rtol * w.abs();
-        if bad && first_bad.is_none() {
-            first_bad = Some(i);
-        }
-        if d > worst.1 || d.is_nan() {
-            worst = (i, d);
-        }
-    }
-    if let Some(i) = first_bad {
-        panic!(
-            "{what}: first bad index {i} (got {}, want {}); worst index {} |diff| {} (atol {atol}, rtol {rtol})",
-            got[i], want[i], worst.0, worst.1
-        );
-    }
-}
-
 /// What the test HTTP server answers to one request.
 pub enum Reply {
     Ok(Vec<u8>),
