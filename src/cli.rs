@@ -268,6 +268,11 @@ pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<G
     }
 }
 
+/// Bytes of the largest split's packed images: the biggest storage binding the GPU path makes.
+fn resident_bytes(train: &Dataset, test: &Dataset) -> u64 {
+    train.images.len().max(test.images.len()) as u64
+}
+
 /// Builds the backend the user asked for.
 fn make_backend(
     dev: &DeviceArgs,
@@ -278,8 +283,7 @@ fn make_backend(
     batch: usize,
     momentum: f32,
 ) -> Result<Box<dyn Backend>> {
-    let biggest = train.images.len().max(test.images.len()) as u64;
-    match open_gpu(dev, biggest)? {
+    match open_gpu(dev, resident_bytes(&train, &test))? {
         Some(gpu) => Ok(Box::new(GpuBackend::new(
             gpu,
             spec.clone(),
@@ -341,12 +345,11 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let batch = batch.resolve(n_train);
     let params = spec.init_params(args.model.init, args.seed);
     if args.print_plan {
-        let biggest = train.images.len().max(test.images.len()) as u64;
         let dev = DeviceArgs {
             device: DeviceChoice::Gpu,
             ..args.device.clone()
         };
-        let gpu = open_gpu(&dev, biggest)?
+        let gpu = open_gpu(&dev, resident_bytes(&train, &test))?
             .ok_or_else(|| Error::InvalidArg("--print-plan needs a GPU adapter".into()))?;
         let b = GpuBackend::new(gpu, spec.clone(), &params, &train, &test, batch, momentum)?;
         println!("{}", b.device());
@@ -505,7 +508,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
                 device: DeviceChoice::Gpu,
                 ..args.device.clone()
             },
-            train.images.len() as u64,
+            resident_bytes(&train, &test),
         )?
         .ok_or_else(|| Error::InvalidArg("--profile needs a GPU adapter".into()))?;
         for b in &batches {
