@@ -1,7 +1,6 @@
-// Shared by matmul.wgsl, matmul_vec4.wgsl and matmul_tiled.wgsl (prepended when the module is
-// built): the uniform block, the bindings c and aux, and the epilogue every product ends with.
-// matmul_vec4.wgsl stores through its own vec4 view `c4` of binding 0 instead of `c`; WGSL
-// allows that since no entry point uses both.
+// Shared by every matmul file (prepended when the module is built): the uniform block, the
+// bindings c and aux, and the epilogue every product ends with. The vec4 forms store through
+// `c4`, a vec4 view of binding 0; WGSL allows the alias since no entry point uses both.
 //
 // Epilogue flags, applied in this order to each output element C[i, j]:
 //   ADD_BIAS    + bias[bias_off + j]                 (matmul_forward: the layer's bias)
@@ -93,4 +92,42 @@ fn bias_grad(i: u32, sum: f32) {
         v = v + c[at];
     }
     c[at] = v;
+}
+
+// The vec4 forms (matmul_vec4.wgsl, matmul_subgroup.wgsl) store C through this view of binding 0.
+@group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // C [m, n/4] at c_off/4
+
+// C[i, j0..j0+4] = epilogue(v), skipped past the edge of C.
+fn store4(i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= u.m || j0 >= u.n) {
+        return;
+    }
+    let at = (u.c_off + i * u.n + j0) / 4u;
+    var old = vec4<f32>(0.0);
+    if ((u.flags & ACCUMULATE) != 0u) {
+        old = c4[at];
+    }
+    var x = vec4<f32>(0.0);
+    if ((u.flags & (ADD_BIAS | DERIVATIVE)) != 0u) {
+        x = vec4<f32>(aux_at(i, j0), aux_at(i, j0 + 1u), aux_at(i, j0 + 2u), aux_at(i, j0 + 3u));
+    }
+    c4[at] = vec4<f32>(
+        epilogue(v.x, x.x, old.x),
+        epilogue(v.y, x.y, old.y),
+        epilogue(v.z, x.z, old.z),
+        epilogue(v.w, x.w, old.w),
+    );
+}
+
+// The bias gradient of rows i..i+3 (BIAS_GRAD), overwriting or accumulating like C.
+fn bias_grad4(i: u32, sum: vec4<f32>) {
+    if (i >= u.m) {
+        return;
+    }
+    let at = (u.bias_off + i) / 4u;
+    var v = sum;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        v = v + c4[at];
+    }
+    c4[at] = v;
 }

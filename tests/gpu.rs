@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use descent::backend::Backend;
 use descent::gpu::verify::{self, CheckRow};
-use descent::gpu::{Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
+use descent::gpu::{Form, Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
 use descent::model::{Activation, Init, Loss, ModelSpec};
 use descent::rng;
 
@@ -83,17 +83,17 @@ const SHAPES: [(usize, usize, usize); 10] = [
     (5, 8, 4),    // vec4-aligned and tiny
 ];
 
-/// Each shape through the scalar kernel, and through the vec4 one where its alignment holds.
+/// Each shape through the scalar kernel, and through the vec4 and subgroup ones where their
+/// alignment holds (and, for subgroups, where the kernel has that form).
 fn matmul_cases(
     g: &Gpu,
     which: usize,
-    f: impl Fn(&Gpu, (usize, usize, usize), bool, u32) -> CheckRow,
+    f: impl Fn(&Gpu, (usize, usize, usize), Form, u32) -> CheckRow,
 ) -> Vec<CheckRow> {
     let mut rows = Vec::new();
     for (i, &s) in SHAPES.iter().enumerate() {
-        rows.push(f(g, s, false, i as u32));
-        if verify::vec4_shapes(g, s)[which] {
-            rows.push(f(g, s, true, i as u32));
+        for form in verify::forms(g, s)[which].clone() {
+            rows.push(f(g, s, form, i as u32));
         }
     }
     if g.kernels.variant == MatmulVariant::Blocked {
@@ -101,6 +101,14 @@ fn matmul_cases(
             rows.iter().any(|r| r.kernel.contains("vec4")),
             "no vec4 case ran"
         );
+        // lavapipe has 8-wide subgroups, so CI always runs the subgroup forms.
+        if which != 1 {
+            assert!(g.kernels.subgroup, "the adapter offers no 8-wide subgroups");
+            assert!(
+                rows.iter().any(|r| r.kernel.contains("subgroup")),
+                "no subgroup case ran"
+            );
+        }
     }
     rows
 }
@@ -147,19 +155,14 @@ fn fused_matmul_epilogues_match_cpu() {
             .enumerate()
         {
             for &s in &[(1, 784, 128), (7, 13, 10), (12, 64, 36), (100, 300, 33)] {
-                let [f4, i4, _] = verify::vec4_shapes(g, s);
-                for vec4 in [false, true] {
-                    if !vec4 || f4 {
-                        rows.push(
-                            verify::check_matmul_forward_fused(g, s, a, vec4, i as u32).unwrap(),
-                        );
-                    }
-                    if !vec4 || i4 {
-                        rows.push(
-                            verify::check_matmul_backward_input_fused(g, s, a, vec4, i as u32)
-                                .unwrap(),
-                        );
-                    }
+                let [ff, fi, _] = verify::forms(g, s);
+                for form in ff {
+                    rows.push(verify::check_matmul_forward_fused(g, s, a, form, i as u32).unwrap());
+                }
+                for form in fi {
+                    rows.push(
+                        verify::check_matmul_backward_input_fused(g, s, a, form, i as u32).unwrap(),
+                    );
                 }
             }
         }

@@ -13,6 +13,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Subgroup operations are on and every subgroup is exactly 8 invocations wide, as
+    /// shaders/matmul_subgroup.wgsl assumes.
+    pub subgroup8: bool,
     /// Validation errors the device reported outside an error scope; checked at every sync point.
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -136,7 +139,11 @@ impl GpuContext {
         limits.max_compute_invocations_per_workgroup = 256;
         limits.max_compute_workgroups_per_dimension =
             have.max_compute_workgroups_per_dimension.min(65_535);
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let subgroup8 = features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("descent"),
             required_features: features,
@@ -160,6 +167,7 @@ impl GpuContext {
             info,
             limits,
             features,
+            subgroup8,
             errors,
         })
     }

@@ -10,6 +10,7 @@ const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_VEC4: &str = include_str!("../../shaders/matmul_vec4.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 const BIAS: &str = include_str!("../../shaders/bias.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
@@ -38,6 +39,50 @@ impl MatmulVariant {
             MatmulVariant::Blocked => 32,
             MatmulVariant::Tiled => 16,
         }
+    }
+}
+
+/// Which implementation of a kernel a dispatch runs. Only the matmuls have more than `Scalar`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// matmul.wgsl or matmul_tiled.wgsl (by [`MatmulVariant`]), and every other kernel.
+    Scalar,
+    /// matmul_vec4.wgsl: 8x8 register blocks with vec4 loads, for 16-byte aligned rows.
+    Vec4,
+    /// matmul_subgroup.wgsl: vec4 loads shared through subgroup shuffles, for adapters with
+    /// 8-wide subgroups (llvmpipe); matmul_forward and matmul_backward_weight only.
+    Subgroup,
+}
+
+impl Form {
+    /// The suffix verify's table adds to the kernel's name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Form::Scalar => "",
+            Form::Vec4 => " (vec4)",
+            Form::Subgroup => " (subgroup)",
+        }
+    }
+
+    /// Workgroups for a matrix product by `kernel` whose output C is `rows` x `cols`.
+    pub fn groups(
+        self,
+        kernel: Kernel,
+        variant: MatmulVariant,
+        rows: usize,
+        cols: usize,
+    ) -> [u32; 3] {
+        let (r, c) = match (self, kernel) {
+            (Form::Scalar, _) => (variant.block(), variant.block()),
+            (Form::Vec4, _) => (64, 64),
+            (Form::Subgroup, Kernel::MatmulBackwardWeight) => (32, 32),
+            (Form::Subgroup, _) => (16, 32),
+        };
+        [
+            cols.div_ceil(c as usize) as u32,
+            rows.div_ceil(r as usize) as u32,
+            1,
+        ]
     }
 }
 
@@ -125,9 +170,22 @@ impl Kernel {
         )
     }
 
-    fn source(self, mm: MatmulVariant, vec4: bool) -> (&'static str, &'static str) {
-        if vec4 && self.is_matmul() {
-            return ("matmul_vec4.wgsl", MATMUL_VEC4);
+    /// Whether `form` exists for this kernel.
+    pub fn has_form(self, form: Form) -> bool {
+        match form {
+            Form::Scalar => true,
+            Form::Vec4 => self.is_matmul(),
+            Form::Subgroup => {
+                matches!(self, Kernel::MatmulForward | Kernel::MatmulBackwardWeight)
+            }
+        }
+    }
+
+    fn source(self, mm: MatmulVariant, form: Form) -> (&'static str, &'static str) {
+        match form {
+            Form::Vec4 => return ("matmul_vec4.wgsl", MATMUL_VEC4),
+            Form::Subgroup => return ("matmul_subgroup.wgsl", MATMUL_SUBGROUP),
+            Form::Scalar => {}
         }
         match self {
             Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
@@ -184,26 +242,33 @@ pub struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// All pipelines, built once per device, keyed by kernel and whether it is the vec4 version.
+/// All pipelines, built once per device, keyed by kernel and form.
 pub struct Kernels {
     pub variant: MatmulVariant,
-    pipelines: HashMap<(Kernel, bool), Pipeline>,
+    /// Whether the subgroup forms were built (the adapter's subgroups are exactly 8 wide).
+    pub subgroup: bool,
+    pipelines: HashMap<(Kernel, Form), Pipeline>,
 }
 
 impl Kernels {
     pub fn new(ctx: &GpuContext, variant: MatmulVariant) -> Result<Self> {
         let mut modules: HashMap<&'static str, wgpu::ShaderModule> = HashMap::new();
         let mut pipelines = HashMap::new();
-        let vec4_matmuls = Kernel::ALL
-            .into_iter()
-            .filter(|k| k.is_matmul() && variant == MatmulVariant::Blocked)
-            .map(|k| (k, true));
-        for (k, vec4) in Kernel::ALL
-            .into_iter()
-            .map(|k| (k, false))
-            .chain(vec4_matmuls)
-        {
-            let (file, src) = k.source(variant, vec4);
+        let blocked = variant == MatmulVariant::Blocked;
+        let subgroup = blocked && ctx.subgroup8;
+        let mut forms = vec![Form::Scalar];
+        if blocked {
+            forms.push(Form::Vec4);
+        }
+        if subgroup {
+            forms.push(Form::Subgroup);
+        }
+        let all = forms
+            .iter()
+            .flat_map(|&f| Kernel::ALL.into_iter().map(move |k| (k, f)))
+            .filter(|(k, f)| k.has_form(*f));
+        for (k, form) in all {
+            let (file, src) = k.source(variant, form);
             if !modules.contains_key(file) {
                 // The matmul files share their bindings and epilogue through matmul_common.wgsl.
                 let full = if k.is_matmul() {
@@ -267,14 +332,18 @@ impl Kernels {
                         });
                 Pipeline { pipeline, layout }
             })?;
-            pipelines.insert((k, vec4), p);
+            pipelines.insert((k, form), p);
         }
-        Ok(Kernels { variant, pipelines })
+        Ok(Kernels {
+            variant,
+            subgroup,
+            pipelines,
+        })
     }
 
-    pub fn get(&self, k: Kernel, vec4: bool) -> Result<&Pipeline> {
+    pub fn get(&self, k: Kernel, form: Form) -> Result<&Pipeline> {
         self.pipelines
-            .get(&(k, vec4))
-            .ok_or_else(|| Error::Gpu(format!("no pipeline for {} (vec4: {vec4})", k.name())))
+            .get(&(k, form))
+            .ok_or_else(|| Error::Gpu(format!("no pipeline for {}{}", k.name(), form.suffix())))
     }
 }

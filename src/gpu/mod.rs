@@ -17,7 +17,7 @@ use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Loss, ModelSpec};
 pub use context::{GpuContext, GpuOptions};
-pub use kernels::{Kernel, Kernels, MatmulVariant};
+pub use kernels::{Form, Kernel, Kernels, MatmulVariant};
 use plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
 
 /// Rows one pass through the network handles at most; a larger batch (full-batch descent) runs
@@ -245,7 +245,7 @@ struct Mm {
 #[allow(clippy::too_many_arguments)]
 fn push_mm(
     pb: &mut PlanBuilder<'_>,
-    variant: MatmulVariant,
+    kernels: &Kernels,
     label: String,
     kernel: Kernel,
     out: &wgpu::Buffer,
@@ -255,8 +255,8 @@ fn push_mm(
     mm: Mm,
 ) {
     let u = |x: usize| x as u32;
-    let block = variant.block() as usize;
-    let vec4_block = 64;
+    let variant = kernels.variant;
+    let subgroup = kernels.subgroup;
     // The vec4 kernels need every row start 16-byte aligned; check the strides that step rows.
     let al = |x: usize| x.is_multiple_of(4);
     let vec4 = variant == MatmulVariant::Blocked
@@ -278,6 +278,11 @@ fn push_mm(
                     && (mm.flags & BIAS_GRAD == 0 || al(mm.bias_off))
             }
         };
+    let form = match (vec4, subgroup && kernel.has_form(Form::Subgroup)) {
+        (true, true) => Form::Subgroup,
+        (true, false) => Form::Vec4,
+        (false, _) => Form::Scalar,
+    };
     pb.push(
         label,
         kernel,
@@ -296,20 +301,10 @@ fn push_mm(
             u(mm.c_off),
             u(mm.bias_off),
         ]),
-        if vec4 {
-            [
-                u(mm.n.div_ceil(vec4_block)),
-                u(mm.m.div_ceil(vec4_block)),
-                1,
-            ]
-        } else {
-            [u(mm.n.div_ceil(block)), u(mm.m.div_ceil(block)), 1]
-        },
+        form.groups(kernel, variant, mm.m, mm.n),
     );
     pb.set_flops(2 * (mm.m * mm.n * mm.k) as u64);
-    if vec4 {
-        pb.set_vec4();
-    }
+    pb.set_form(form);
 }
 
 fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
@@ -511,7 +506,7 @@ fn push_forward(
         let fuse = g.fuse && l != last;
         push_mm(
             pb,
-            g.kernels.variant,
+            &g.kernels,
             if fuse {
                 format!(
                     "layers.{l} activations[{}] = {}(activations[{l}]·Wᵀ + b)",
@@ -620,7 +615,7 @@ fn push_backward(
         // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
-            g.kernels.variant,
+            &g.kernels,
             if g.fuse {
                 format!(
                     "layers.{l} grads.weight, grads.bias = dactivations[{}]ᵀ·[activations[{l}], 1]",
@@ -663,7 +658,7 @@ fn push_backward(
             let (_, dact) = act_flags(spec.activation);
             push_mm(
                 pb,
-                g.kernels.variant,
+                &g.kernels,
                 if g.fuse {
                     format!(
                         "layers.{l} dactivations[{l}] = dactivations[{}]·W ⊙ {}'",

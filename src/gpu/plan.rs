@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Access, Kernel, Kernels};
+use crate::gpu::kernels::{Access, Form, Kernel, Kernels};
 
 /// Bytes of one dispatch's uniform block (every kernel's parameters fit in 16 words).
 pub const UNIFORM_BYTES: u64 = 64;
@@ -19,8 +19,8 @@ pub struct Dispatch {
     pub workgroups: [u32; 3],
     /// Floating-point operations, where counting them means something (matrix products).
     pub flops: Option<u64>,
-    /// Runs the vec4 implementation (shaders/matmul_vec4.wgsl) of the kernel.
-    pub vec4: bool,
+    /// Which implementation of the kernel runs.
+    pub form: Form,
 }
 
 /// A recorded sequence of dispatches with their bind groups.
@@ -35,7 +35,7 @@ impl Plan {
     /// Records every dispatch, in order, into `pass`.
     pub fn encode(&self, kernels: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
         for (d, bg) in self.dispatches.iter().zip(&self.bind_groups) {
-            pass.set_pipeline(&kernels.get(d.kernel, d.vec4)?.pipeline);
+            pass.set_pipeline(&kernels.get(d.kernel, d.form)?.pipeline);
             pass.set_bind_group(0, bg, &[]);
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
@@ -62,7 +62,7 @@ impl Plan {
                     end_of_pass_write_index: Some(2 * i as u32 + 1),
                 }),
             });
-            pass.set_pipeline(&kernels.get(d.kernel, d.vec4)?.pipeline);
+            pass.set_pipeline(&kernels.get(d.kernel, d.form)?.pipeline);
             pass.set_bind_group(0, bg, &[]);
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
@@ -133,7 +133,7 @@ impl<'a> PlanBuilder<'a> {
             kernel,
             workgroups,
             flops: None,
-            vec4: false,
+            form: Form::Scalar,
         });
         self.bindings
             .push((buffers.iter().map(|&b| b.clone()).collect(), uniform));
@@ -146,10 +146,10 @@ impl<'a> PlanBuilder<'a> {
         }
     }
 
-    /// Switches the dispatch just pushed to the vec4 implementation.
-    pub fn set_vec4(&mut self) {
+    /// Switches the dispatch just pushed to another implementation of its kernel.
+    pub fn set_form(&mut self, form: Form) {
         if let Some(d) = self.dispatches.last_mut() {
-            d.vec4 = true;
+            d.form = form;
         }
     }
 
@@ -178,7 +178,7 @@ impl<'a> PlanBuilder<'a> {
         });
         let mut bind_groups = Vec::with_capacity(self.dispatches.len());
         for (i, (d, (buffers, uniform))) in self.dispatches.iter().zip(&self.bindings).enumerate() {
-            let layout = &self.kernels.get(d.kernel, d.vec4)?.layout;
+            let layout = &self.kernels.get(d.kernel, d.form)?.layout;
             let spec = d.kernel.bindings();
             let storage: Vec<&(u32, Access)> =
                 spec.iter().filter(|(_, a)| *a != Access::Uniform).collect();

@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::cpu::{self, CpuBackend, kernels as twin};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
+use crate::gpu::kernels::Form;
 use crate::gpu::plan::{PlanBuilder, groups_1d, words};
 use crate::gpu::{Gpu, GpuBackend, Kernel, act_flags};
 use crate::model::{Activation, Init, Loss, ModelSpec};
@@ -79,7 +80,7 @@ fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
 pub fn run_one(
     gpu: &Gpu,
     kernel: Kernel,
-    vec4: bool,
+    form: Form,
     inputs: &[&[u8]],
     uniform: &[u32],
     workgroups: [u32; 3],
@@ -92,9 +93,7 @@ pub fn run_one(
     let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
     let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
     pb.push(kernel.name(), kernel, &refs, words(uniform), workgroups);
-    if vec4 {
-        pb.set_vec4();
-    }
+    pb.set_form(form);
     let plan = pb.build()?;
     let mut enc = gpu
         .ctx
@@ -143,10 +142,10 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
 pub fn check_matmul_forward(
     gpu: &Gpu,
     shape: (usize, usize, usize),
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_forward_case(gpu, shape, None, vec4, seed)
+    matmul_forward_case(gpu, shape, None, form, seed)
 }
 
 /// matmul_forward with the activation fused into its epilogue, against the CPU's
@@ -155,21 +154,19 @@ pub fn check_matmul_forward_fused(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     act: Activation,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_forward_case(gpu, shape, Some(act), vec4, seed)
+    matmul_forward_case(gpu, shape, Some(act), form, seed)
 }
 
-fn fused_name(base: &str, act: Option<Activation>, backward: bool, vec4: bool) -> String {
+fn fused_name(base: &str, act: Option<Activation>, backward: bool, form: Form) -> String {
     let mut s = base.to_owned();
     if let Some(a) = act {
         let dir = if backward { "backward" } else { "forward" };
         s = format!("{s} + {}_{dir}", a.name());
     }
-    if vec4 {
-        s.push_str(" (vec4)");
-    }
+    s.push_str(form.suffix());
     s
 }
 
@@ -177,12 +174,12 @@ fn matmul_forward_case(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     act: Option<Activation>,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
     let inp = rand_vec(b * k, seed, 1, -1.0, 1.0);
     // params: [junk, W [N,K], bias [N]]; an offset of 4 keeps vec4 rows aligned.
-    let w_off = if vec4 { 4 } else { 3 };
+    let w_off = if form == Form::Scalar { 3 } else { 4 };
     let mut params = rand_vec(w_off + n * k + n, seed, 2, -0.5, 0.5);
     params[..w_off].fill(f32::NAN);
     let b_off = w_off + n * k;
@@ -200,15 +197,10 @@ fn matmul_forward_case(
         twin::activation_forward(a, &mut want);
     }
     let flags = 1 | act.map_or(0, |a| act_flags(a).0);
-    let block = if vec4 {
-        64
-    } else {
-        gpu.kernels.variant.block()
-    };
     let out = run_one(
         gpu,
         Kernel::MatmulForward,
-        vec4,
+        form,
         &[
             bytes(&vec![0f32; b * n]),
             bytes(&inp),
@@ -229,10 +221,10 @@ fn matmul_forward_case(
             0,
             b_off as u32,
         ],
-        [(n as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
+        form.groups(Kernel::MatmulForward, gpu.kernels.variant, b, n),
     )?;
     Ok(compare(
-        &fused_name("matmul_forward", act, false, vec4),
+        &fused_name("matmul_forward", act, false, form),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -245,10 +237,10 @@ fn matmul_forward_case(
 pub fn check_matmul_backward_input(
     gpu: &Gpu,
     shape: (usize, usize, usize),
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_input_case(gpu, shape, None, vec4, seed)
+    matmul_backward_input_case(gpu, shape, None, form, seed)
 }
 
 /// matmul_backward_input with the activation's derivative fused into its epilogue, against the
@@ -257,21 +249,21 @@ pub fn check_matmul_backward_input_fused(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     act: Activation,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_input_case(gpu, shape, Some(act), vec4, seed)
+    matmul_backward_input_case(gpu, shape, Some(act), form, seed)
 }
 
 fn matmul_backward_input_case(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     act: Option<Activation>,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 3, -1.0, 1.0);
-    let w_off = if vec4 { 8 } else { 5 };
+    let w_off = if form == Form::Scalar { 5 } else { 8 };
     let params = rand_vec(w_off + n * k, seed, 4, -0.5, 0.5);
     let mut want = vec![0.0; b * k];
     twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
@@ -283,15 +275,10 @@ fn matmul_backward_input_case(
         twin::activation_backward(a, &mut want, &act_out);
         flags = act_flags(a).1;
     }
-    let block = if vec4 {
-        64
-    } else {
-        gpu.kernels.variant.block()
-    };
     let out = run_one(
         gpu,
         Kernel::MatmulBackwardInput,
-        vec4,
+        form,
         &[
             bytes(&vec![7f32; b * k]),
             bytes(&dout),
@@ -312,10 +299,10 @@ fn matmul_backward_input_case(
             0,
             0,
         ],
-        [(k as u32).div_ceil(block), (b as u32).div_ceil(block), 1],
+        form.groups(Kernel::MatmulBackwardInput, gpu.kernels.variant, b, k),
     )?;
     Ok(compare(
-        &fused_name("matmul_backward_input", act, true, vec4),
+        &fused_name("matmul_backward_input", act, true, form),
         format!("B={b} K={k} N={n}"),
         &f32s(&out[0]),
         &want,
@@ -329,10 +316,10 @@ pub fn check_matmul_backward_weight(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     accumulate: bool,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_weight_case(gpu, shape, accumulate, false, vec4, seed)
+    matmul_backward_weight_case(gpu, shape, accumulate, false, form, seed)
 }
 
 /// matmul_backward_weight with the bias gradient fused in (BIAS_GRAD), against the CPU's
@@ -342,10 +329,10 @@ pub fn check_matmul_backward_weight_bias(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     accumulate: bool,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_weight_case(gpu, shape, accumulate, true, vec4, seed)
+    matmul_backward_weight_case(gpu, shape, accumulate, true, form, seed)
 }
 
 fn matmul_backward_weight_case(
@@ -353,13 +340,13 @@ fn matmul_backward_weight_case(
     (b, k, n): (usize, usize, usize),
     accumulate: bool,
     with_bias: bool,
-    vec4: bool,
+    form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
     let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
     // grads: [junk, dW [N,K], dbias [N]]
-    let off = if vec4 { 4 } else { 2 };
+    let off = if form == Form::Scalar { 2 } else { 4 };
     let bias_off = off + n * k;
     let grads = rand_vec(bias_off + n, seed, 7, -1.0, 1.0);
     let mut want = grads.clone();
@@ -370,15 +357,10 @@ fn matmul_backward_weight_case(
         twin::bias_backward(db, &dout, b, n, accumulate);
         flags |= crate::gpu::BIAS_GRAD;
     }
-    let block = if vec4 {
-        64
-    } else {
-        gpu.kernels.variant.block()
-    };
     let out = run_one(
         gpu,
         Kernel::MatmulBackwardWeight,
-        vec4,
+        form,
         &[bytes(&grads), bytes(&dout), bytes(&inp), bytes(&inp)],
         &[
             n as u32,
@@ -394,15 +376,13 @@ fn matmul_backward_weight_case(
             off as u32,
             bias_off as u32,
         ],
-        [(k as u32).div_ceil(block), (n as u32).div_ceil(block), 1],
+        form.groups(Kernel::MatmulBackwardWeight, gpu.kernels.variant, n, k),
     )?;
-    let mut name = fused_name("matmul_backward_weight", None, true, false);
+    let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
     if with_bias {
         name.push_str(" + bias_backward");
     }
-    if vec4 {
-        name.push_str(" (vec4)");
-    }
+    name.push_str(form.suffix());
     Ok(compare(
         &name,
         format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
@@ -429,7 +409,7 @@ pub fn check_bias_backward(
     let out = run_one(
         gpu,
         Kernel::BiasBackward,
-        false,
+        Form::Scalar,
         &[bytes(&grads), bytes(&dout)],
         &[
             b as u32,
@@ -475,7 +455,7 @@ pub fn check_activation(
         let out = run_one(
             gpu,
             kernel,
-            false,
+            Form::Scalar,
             &[bytes(&dact), bytes(&act)],
             &[n as u32],
             groups_1d(n, 256),
@@ -487,7 +467,7 @@ pub fn check_activation(
         let out = run_one(
             gpu,
             kernel,
-            false,
+            Form::Scalar,
             &[bytes(&x)],
             &[n as u32],
             groups_1d(n, 256),
@@ -516,7 +496,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::SoftmaxXentBackward,
-                false,
+                Form::Scalar,
                 &[bytes(&vec![0f32; b * c]), bytes(&probs), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
@@ -536,7 +516,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
             let out = run_one(
                 gpu,
                 Kernel::MseBackward,
-                false,
+                Form::Scalar,
                 &[bytes(&vec![0f32; b * c]), bytes(&logits), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
@@ -589,7 +569,7 @@ fn loss_forward_case(
             let out = run_one(
                 gpu,
                 Kernel::SoftmaxXentForward,
-                false,
+                Form::Scalar,
                 &[
                     bytes(&vec![0f32; b]),
                     bytes(&zeros_bc),
@@ -612,7 +592,7 @@ fn loss_forward_case(
             let out = run_one(
                 gpu,
                 Kernel::MseForward,
-                false,
+                Form::Scalar,
                 &[
                     bytes(&vec![0f32; b]),
                     bytes(&logits),
@@ -657,7 +637,7 @@ pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) ->
     let out = run_one(
         gpu,
         Kernel::LossReduce,
-        false,
+        Form::Scalar,
         &[bytes(&sums), bytes(&state), bytes(&losses)],
         &[rows as u32, CLASSES as u32, flags, 0],
         [1, 1, 1],
@@ -688,7 +668,7 @@ pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> 
     let out = run_one(
         gpu,
         Kernel::ArgmaxCorrect,
-        false,
+        Form::Scalar,
         &[bytes(&[5u32]), bytes(&logits), bytes(&labels)],
         &[b as u32, CLASSES as u32, 0, 0],
         [(b as u32).div_ceil(64), 1, 1],
@@ -723,7 +703,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     let out = run_one(
         gpu,
         Kernel::BatchGather,
-        false,
+        Form::Scalar,
         &[
             bytes(&vec![0f32; rows * PIXELS]),
             bytes(&vec![0u32; rows]),
@@ -765,7 +745,7 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
     let out = run_one(
         gpu,
         Kernel::SgdUpdate,
-        false,
+        Form::Scalar,
         &[bytes(&params), bytes(&velocity), bytes(&grads)],
         &[(n4 / 4) as u32, lr.to_bits(), momentum.to_bits()],
         groups_1d(n4 / 4, 256),
@@ -783,17 +763,29 @@ pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
     ))
 }
 
-/// Whether the vec4 matmuls apply to (batch, in, out): the sizes that step rows are multiples of 4.
-pub fn vec4_shapes(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [bool; 3] {
-    let on = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked;
-    let al = |x: usize| x.is_multiple_of(4);
-    // (forward, backward_input, backward_weight): C's rows (n, k, k wide) must be whole vec4s too.
+/// The forms of (matmul_forward, matmul_backward_input, matmul_backward_weight) that apply to
+/// (batch, in, out) on this device: always the scalar one, then the vec4 and subgroup ones where
+/// the sizes that step rows (and C's rows) are multiples of 4.
+pub fn forms(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [Vec<Form>; 3] {
+    let aligned = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked
+        && k.is_multiple_of(4)
+        && n.is_multiple_of(4)
+        && b > 0;
     [
-        on && al(k) && al(n),
-        on && al(k) && al(n),
-        on && al(k) && al(n),
+        Kernel::MatmulForward,
+        Kernel::MatmulBackwardInput,
+        Kernel::MatmulBackwardWeight,
     ]
-    .map(|x| x && b > 0)
+    .map(|kernel| {
+        let mut v = vec![Form::Scalar];
+        if aligned {
+            v.push(Form::Vec4);
+            if gpu.kernels.subgroup && kernel.has_form(Form::Subgroup) {
+                v.push(Form::Subgroup);
+            }
+        }
+        v
+    })
 }
 
 /// Every kernel against its CPU twin on seeded random inputs of several shapes.
@@ -801,23 +793,21 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     let mut rows = Vec::new();
     for (i, &s) in MATMUL_SHAPES.iter().enumerate() {
         let seed = i as u32;
-        let [f4, i4, w4] = vec4_shapes(gpu, s);
-        for vec4 in [false, true] {
-            if !vec4 || f4 {
-                rows.push(check_matmul_forward(gpu, s, vec4, seed)?);
-            }
-            if !vec4 || i4 {
-                rows.push(check_matmul_backward_input(gpu, s, vec4, seed)?);
-            }
-            if !vec4 || w4 {
-                rows.push(check_matmul_backward_weight(
-                    gpu,
-                    s,
-                    i % 2 == 1,
-                    vec4,
-                    seed,
-                )?);
-            }
+        let [ff, fi, fw] = forms(gpu, s);
+        for form in ff {
+            rows.push(check_matmul_forward(gpu, s, form, seed)?);
+        }
+        for form in fi {
+            rows.push(check_matmul_backward_input(gpu, s, form, seed)?);
+        }
+        for form in fw {
+            rows.push(check_matmul_backward_weight(
+                gpu,
+                s,
+                i % 2 == 1,
+                form,
+                seed,
+            )?);
         }
     }
     for (i, a) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
@@ -825,16 +815,14 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         .enumerate()
     {
         for &s in &[(7, 13, 10), (64, 784, 128)] {
-            let [f4, i4, _] = vec4_shapes(gpu, s);
-            for vec4 in [false, true] {
-                if !vec4 || f4 {
-                    rows.push(check_matmul_forward_fused(gpu, s, a, vec4, i as u32)?);
-                }
-                if !vec4 || i4 {
-                    rows.push(check_matmul_backward_input_fused(
-                        gpu, s, a, vec4, i as u32,
-                    )?);
-                }
+            let [ff, fi, _] = forms(gpu, s);
+            for form in ff {
+                rows.push(check_matmul_forward_fused(gpu, s, a, form, i as u32)?);
+            }
+            for form in fi {
+                rows.push(check_matmul_backward_input_fused(
+                    gpu, s, a, form, i as u32,
+                )?);
             }
         }
     }
@@ -842,17 +830,15 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         .iter()
         .enumerate()
     {
-        let [_, _, w4] = vec4_shapes(gpu, s);
-        for vec4 in [false, true] {
-            if !vec4 || w4 {
-                rows.push(check_matmul_backward_weight_bias(
-                    gpu,
-                    s,
-                    i == 1,
-                    vec4,
-                    i as u32,
-                )?);
-            }
+        let [_, _, fw] = forms(gpu, s);
+        for form in fw {
+            rows.push(check_matmul_backward_weight_bias(
+                gpu,
+                s,
+                i == 1,
+                form,
+                i as u32,
+            )?);
         }
     }
     for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
