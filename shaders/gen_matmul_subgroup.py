@@ -61,16 +61,27 @@ fn matmul_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgrou
     let sa = u.a_cs / 4u;
     let sb = u.b_rs / 4u;''']
 bw += [f"    var c{r} = vec4<f32>(0.0);" for r in range(W)]
-bw += ['''    var s = vec4<f32>(0.0);
-    for (var p = 0u; p < u.k; p = p + 1u) {
-        let x = a[ia + p * sa];
-        let y = b[jb + p * sb];
-        s = s + x;''']
-for l in range(W // 4):
-    bw.append(f"        let x{l} = subgroupShuffle(x, {l}u);")
-    for cc in range(4):
-        r = 4 * l + cc
-        bw.append(f"        c{r} = fma(vec4<f32>(x{l}.{'xyzw'[cc]}), y, c{r});")
+bw += ["    var s = vec4<f32>(0.0);"]
+# Four samples per iteration: inside a loop llvmpipe blends every write to a variable with the
+# execution mask, so each accumulator takes four multiply-adds per write, not one.
+def body(ps, indent):
+    out = []
+    for p in ps:
+        out.append(f"{indent}let x_{p} = a[ia + (p + {p}u) * sa];")
+        out.append(f"{indent}let y_{p} = b[jb + (p + {p}u) * sb];")
+    out.append(f"{indent}s = s + " + " + ".join(f"x_{p}" for p in ps) + ";")
+    for l in range(W // 4):
+        for p in ps:
+            out.append(f"{indent}let x{l}_{p} = subgroupShuffle(x_{p}, {l}u);")
+        for cc in range(4):
+            r = 4 * l + cc
+            terms = " + ".join(f"x{l}_{p}.{'xyzw'[cc]} * y_{p}" for p in ps)
+            out.append(f"{indent}c{r} = c{r} + {terms};")
+    return out
+bw += ["    var p = 0u;", "    for (; p + 4u <= u.k; p = p + 4u) {"]
+bw += body(range(4), "        ")
+bw += ["    }", "    for (; p < u.k; p = p + 1u) {"]
+bw += body([0], "        ")
 bw += ['''    }
     if ((u.flags & BIAS_GRAD) != 0u && wg.x == 0u) {
         bias_grad4(i0 + lane * 4u, s);

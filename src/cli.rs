@@ -12,6 +12,9 @@ use crate::data::{DataSource, Dataset, DatasetKind, Splits};
 use crate::download::Mirror;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant, verify};
+
+/// How many times `bench --profile` runs each dispatch back to back to time it.
+const PROFILE_REPS: usize = 64;
 use crate::model::{self, Activation, Init, Loss, ModelSpec};
 use crate::train::{self, BatchSize, EpochRecord, TrainConfig};
 
@@ -523,19 +526,11 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
                 momentum,
             )?;
             g.begin_epoch(&order)?;
-            // A warm-up step, then the median of five timed ones per dispatch.
-            g.profile_step()?;
-            let runs: Vec<_> = (0..5).map(|_| g.profile_step()).collect::<Result<_>>()?;
-            let rows: Vec<_> = (0..runs[0].len())
-                .map(|i| {
-                    let mut t: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
-                    t.sort_by(f64::total_cmp);
-                    (runs[0][i].0.clone(), t[t.len() / 2])
-                })
-                .collect();
+            let rows = g.profile_step(PROFILE_REPS)?;
             let total: f64 = rows.iter().map(|r| r.1).sum();
             println!(
-                "\nprofile of one step, batch {batch}, {}: {:.1} µs of kernel time in {} dispatches",
+                "\nprofile of one step, batch {batch}, {}: {:.1} µs in {} dispatches \
+                 (each timed as {PROFILE_REPS} in a row, wall clock)",
                 g.device(),
                 total / 1e3,
                 rows.len()

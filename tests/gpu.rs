@@ -327,6 +327,22 @@ fn sgd_update_matches_cpu() {
     assert_rows(&rows);
 }
 
+/// The output layer's fused step against the CPU twins run in order: batch 1, 64, a batch off the
+/// workgroup size, the largest (256), softmax regression, accumulation, both losses.
+#[test]
+fn output_layer_step_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = verify::HEAD_CASES
+        .iter()
+        .enumerate()
+        .map(|(i, &(b, h, loss, hidden, acc))| {
+            verify::check_output_layer_step(&g, b, h, loss, hidden, acc, i as u32).unwrap()
+        })
+        .collect();
+    assert_rows(&rows);
+}
+
 #[test]
 fn every_entry_point_has_a_parity_check_in_verify() {
     let _g = serial();
@@ -473,14 +489,15 @@ fn print_plan_lists_the_step() {
     for k in [
         "batch_gather",
         "matmul_forward",
-        "loss_reduce",
+        "output_layer_step",
         "matmul_backward_weight",
         "sgd_update",
     ] {
         assert!(out.contains(k), "plan lacks {k}:\n{out}");
     }
+    // gather, layer 0 forward, the output layer's whole step, layer 0's weight gradient, update.
     assert!(
-        out.contains("plan train step, 64 samples (9 dispatches)"),
+        out.contains("plan train step, 64 samples (5 dispatches)"),
         "{out}"
     );
     assert!(

@@ -295,3 +295,51 @@ pub fn argmax_correct(correct: &mut u32, logits: &[f32], labels: &[u32], b: usiz
         }
     }
 }
+
+/// The output layer's whole step, as shaders/head.wgsl's `output_layer_step` does it in one
+/// dispatch; here it is the separate twins in order. `act` [B, H] is the layer's input, `weight`
+/// [10, H] and `bias` [10] its parameters, `hidden` the activation that produced `act` (None for
+/// softmax regression, where there is no dact). Writes (or with `accumulate` adds) the weight and
+/// bias gradients, writes dact [B, H] = (dlogits·W) ⊙ f'(act), and returns Σ losses.
+#[allow(clippy::too_many_arguments)]
+pub fn output_layer_step(
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dact: &mut [f32],
+    act: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    labels: &[u32],
+    b: usize,
+    h: usize,
+    loss: crate::model::Loss,
+    hidden: Option<Activation>,
+    scale: f32,
+    accumulate: bool,
+) -> f32 {
+    let c = crate::data::CLASSES;
+    let mut logits = vec![0.0; b * c];
+    let mut losses = vec![0.0; b];
+    let mut dlogits = vec![0.0; b * c];
+    matmul_forward(&mut logits, act, weight, bias, b, h, c);
+    match loss {
+        crate::model::Loss::Xent => {
+            let mut probs = vec![0.0; b * c];
+            softmax_xent_forward(&mut losses, &mut probs, &logits, labels, b, c);
+            softmax_xent_backward(&mut dlogits, &probs, labels, b, c, scale);
+        }
+        crate::model::Loss::Mse => {
+            mse_forward(&mut losses, &logits, labels, b, c);
+            mse_backward(&mut dlogits, &logits, labels, b, c, scale);
+        }
+    }
+    matmul_backward_weight(dweight, &dlogits, act, b, h, c, accumulate);
+    bias_backward(dbias, &dlogits, b, c, accumulate);
+    if let Some(kind) = hidden {
+        matmul_backward_input(dact, &dlogits, weight, b, h, c);
+        activation_backward(kind, &mut dact[..b * h], &act[..b * h]);
+    }
+    let mut sum = 0.0;
+    loss_reduce(&mut sum, &losses, b, false);
+    sum
+}

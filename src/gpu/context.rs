@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 /// Storage buffers one kernel binds at most (batch_gather: x, y, images, labels, order, state).
-pub const STORAGE_BUFFERS_NEEDED: u32 = 6;
+pub const STORAGE_BUFFERS_NEEDED: u32 = 7;
 
 pub struct GpuContext {
     pub device: wgpu::Device,

@@ -16,6 +16,7 @@ const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+const HEAD: &str = include_str!("../../shaders/head.wgsl");
 
 /// Which matmul implementation the pipelines use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -115,10 +116,11 @@ pub enum Kernel {
     ArgmaxCorrect,
     BatchGather,
     SgdUpdate,
+    OutputLayerStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
@@ -137,6 +139,7 @@ impl Kernel {
         Kernel::ArgmaxCorrect,
         Kernel::BatchGather,
         Kernel::SgdUpdate,
+        Kernel::OutputLayerStep,
     ];
 
     /// The WGSL entry point, and the name of its CPU twin in `cpu::kernels`.
@@ -160,6 +163,7 @@ impl Kernel {
             Kernel::ArgmaxCorrect => "argmax_correct",
             Kernel::BatchGather => "batch_gather",
             Kernel::SgdUpdate => "sgd_update",
+            Kernel::OutputLayerStep => "output_layer_step",
         }
     }
 
@@ -209,6 +213,7 @@ impl Kernel {
             | Kernel::ArgmaxCorrect => ("loss.wgsl", LOSS),
             Kernel::BatchGather => ("gather.wgsl", GATHER),
             Kernel::SgdUpdate => ("update.wgsl", UPDATE),
+            Kernel::OutputLayerStep => ("head.wgsl", HEAD),
         }
     }
 
@@ -233,6 +238,16 @@ impl Kernel {
             Kernel::ArgmaxCorrect => &[(9, RW), (2, R), (3, R), (15, U)],
             Kernel::BatchGather => &[(0, RW), (1, RW), (2, R), (3, R), (4, R), (5, R), (6, U)],
             Kernel::SgdUpdate => &[(0, RW), (1, RW), (2, R), (3, U)],
+            Kernel::OutputLayerStep => &[
+                (0, R),
+                (1, R),
+                (2, RW),
+                (3, RW),
+                (4, R),
+                (5, RW),
+                (6, RW),
+                (15, U),
+            ],
         }
     }
 }

@@ -143,7 +143,7 @@ struct Workspace {
     rows: usize,
     /// activations[l]: [rows, sizes[l]]
     activations: Vec<wgpu::Buffer>,
-    /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 4-byte placeholder)
+    /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 16-byte placeholder)
     dactivations: Vec<wgpu::Buffer>,
     /// probs: [rows, 10]
     probs: wgpu::Buffer,
@@ -169,7 +169,8 @@ impl Workspace {
                 .iter()
                 .enumerate()
                 .map(|(l, &s)| {
-                    let n = if l == 0 { 1 } else { rows * s };
+                    // Entry 0 is never written, but output_layer_step binds it as a vec4 array.
+                    let n = if l == 0 { 4 } else { rows * s };
                     gpu.storage(&format!("{name}.dactivations[{l}]"), f(n))
                 })
                 .collect(),
@@ -489,6 +490,7 @@ struct Buffers<'a> {
     hyper: &'a wgpu::Buffer,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn push_forward(
     pb: &mut PlanBuilder<'_>,
     g: &Gpu,
@@ -497,12 +499,15 @@ fn push_forward(
     rows: usize,
     params: &wgpu::Buffer,
     grad_scale: Option<f32>,
+    head: bool,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
     let (act_fwd, _) = act_kernels(spec.activation);
     let (fused_act, _) = act_flags(spec.activation);
-    for (l, s) in layers.iter().enumerate() {
+    // With `head`, output_layer_step runs the last layer and the loss.
+    let through = if head { last } else { last + 1 };
+    for (l, s) in layers.iter().enumerate().take(through) {
         let fuse = g.fuse && l != last;
         push_mm(
             pb,
@@ -546,6 +551,9 @@ fn push_forward(
             );
         }
     }
+    if head {
+        return;
+    }
     let logits = &ws.activations[last + 1];
     // With a scale, the loss kernel also writes the gradient w.r.t. the logits (fused).
     let dlogits = &ws.dactivations[last + 1];
@@ -576,6 +584,89 @@ fn push_forward(
     }
 }
 
+/// Whether output_layer_step (shaders/head.wgsl) can run the last layer: the batch fits its one
+/// workgroup, and the layer's input width and offsets allow vec4 access.
+pub fn head_fits(spec: &ModelSpec, rows: usize) -> bool {
+    let layers = spec.layers();
+    let Some(l) = layers.last() else {
+        return false;
+    };
+    rows <= HEAD_MAX_ROWS
+        && l.out == CLASSES
+        && l.inp.is_multiple_of(4)
+        && l.w_off.is_multiple_of(4)
+        && l.b_off.is_multiple_of(4)
+}
+
+/// output_layer_step's flag that advances the step counter (ADVANCE in shaders/head.wgsl).
+pub const ADVANCE_HEAD: u32 = 8;
+
+/// The most rows output_layer_step takes (its workgroup memory holds dlogits for them).
+pub const HEAD_MAX_ROWS: usize = 256;
+
+/// The uniform block of output_layer_step: [rows, h/4, w_off/4, b_off/4, flags, scale, slot].
+pub fn head_words(l: &crate::model::LayerShape, rows: usize, flags: u32, scale: f32) -> UniformSrc {
+    words(&[
+        rows as u32,
+        (l.inp / 4) as u32,
+        (l.w_off / 4) as u32,
+        (l.b_off / 4) as u32,
+        flags,
+        scale.to_bits(),
+        0,
+    ])
+}
+
+/// output_layer_step's flags for a model.
+pub fn head_flags(spec: &ModelSpec) -> u32 {
+    let mse = if spec.loss == Loss::Mse { 1 } else { 0 };
+    // The derivative of the activation below, when a hidden layer feeds the output layer.
+    let dact = if spec.sizes.len() > 2 {
+        act_flags(spec.activation).1
+    } else {
+        0
+    };
+    mse | dact
+}
+
+/// The last layer's forward and backward passes, the loss and its sum, in one dispatch.
+#[allow(clippy::too_many_arguments)]
+fn push_head(
+    pb: &mut PlanBuilder<'_>,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    b: &Buffers<'_>,
+    rows: usize,
+    scale: f32,
+    accumulate: bool,
+    advance: bool,
+) {
+    let layers = spec.layers();
+    let last = layers.len() - 1;
+    let flags = head_flags(spec)
+        | if accumulate { ACCUMULATE } else { 0 }
+        | if advance { ADVANCE } else { 0 };
+    pb.push(
+        format!(
+            "layers.{last} logits, losses, grads.weight, grads.bias, dactivations[{last}]; \
+             step_losses[step] += Σ losses{}",
+            if advance { "; step += 1" } else { "" }
+        ),
+        Kernel::OutputLayerStep,
+        &[
+            &ws.activations[last],
+            b.params,
+            b.grads,
+            &ws.dactivations[last],
+            &ws.labels,
+            b.step_losses,
+            b.state,
+        ],
+        head_words(&layers[last], rows, flags, scale),
+        [1, 1, 1],
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 fn push_backward(
     pb: &mut PlanBuilder<'_>,
@@ -586,13 +677,16 @@ fn push_backward(
     rows: usize,
     scale: f32,
     accumulate: bool,
+    head: bool,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
     let (_, act_bwd) = act_kernels(spec.activation);
     let dlogits = &ws.dactivations[last + 1];
     let n = rows * CLASSES;
-    // Fused: the loss forward kernel already wrote dlogits.
+    // Fused: the loss forward kernel already wrote dlogits; with `head`, output_layer_step did
+    // the last layer's backward pass too.
+    let below = if head { last } else { last + 1 };
     match spec.loss {
         _ if g.fuse => {}
         Loss::Xent => pb.push(
@@ -611,7 +705,7 @@ fn push_backward(
         ),
     }
     let acc = if accumulate { ACCUMULATE } else { 0 };
-    for (l, s) in layers.iter().enumerate().rev() {
+    for (l, s) in layers.iter().enumerate().take(below).rev() {
         // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
@@ -738,6 +832,7 @@ fn build_step_plan(
 ) -> Result<Plan> {
     let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
     let chunks = len.div_ceil(ws.rows);
+    let head = g.fuse && head_fits(spec, ws.rows);
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
@@ -760,10 +855,35 @@ fn build_step_plan(
             rows,
             b.params,
             g.fuse.then_some(1.0 / len as f32),
+            head,
         );
         let flags = SLOT_FROM_STATE
             | if first { 0 } else { ACCUMULATE }
             | if last_chunk { ADVANCE } else { 0 };
+        if head {
+            push_head(
+                &mut pb,
+                spec,
+                ws,
+                b,
+                rows,
+                1.0 / len as f32,
+                !first,
+                last_chunk,
+            );
+            push_backward(
+                &mut pb,
+                g,
+                spec,
+                ws,
+                b,
+                rows,
+                1.0 / len as f32,
+                !first,
+                true,
+            );
+            continue;
+        }
         pb.push(
             if last_chunk {
                 "step_losses[step] += Σ losses; step += 1"
@@ -775,7 +895,17 @@ fn build_step_plan(
             loss_words(rows, flags, 0, 1.0),
             [1, 1, 1],
         );
-        push_backward(&mut pb, g, spec, ws, b, rows, 1.0 / len as f32, !first);
+        push_backward(
+            &mut pb,
+            g,
+            spec,
+            ws,
+            b,
+            rows,
+            1.0 / len as f32,
+            !first,
+            false,
+        );
     }
     pb.push(
         "params −= lr·(velocity = μ·velocity + grads)",
@@ -813,7 +943,7 @@ fn build_eval_plan(
             state,
             [rows as u32, 0, off as u32, 0],
         );
-        push_forward(&mut pb, g, spec, ws, rows, params, None);
+        push_forward(&mut pb, g, spec, ws, rows, params, None, false);
         pb.push(
             format!("eval_sums[{c}] = Σ losses"),
             Kernel::LossReduce,
@@ -983,48 +1113,40 @@ impl GpuBackend {
     /// Runs one training step with a timestamp around every dispatch (each in its own pass) and
     /// returns (dispatch, nanoseconds). Needs TIMESTAMP_QUERY; call between begin_epoch and the
     /// epoch's first real step (it consumes a step).
-    pub fn profile_step(&mut self) -> Result<Vec<(plan::Dispatch, f64)>> {
+    /// Wall-clock time per dispatch of each dispatch in the step plan, each run `reps` times in
+    /// a row in one submit, in nanoseconds. That includes what a dispatch costs beyond its
+    /// kernel (on llvmpipe, thread hand-offs), which is what a step pays. The repeated
+    /// dispatches run on whatever the buffers hold; the backend is not fit to train afterwards.
+    pub fn profile_step(&mut self, reps: usize) -> Result<Vec<(plan::Dispatch, f64)>> {
         self.sync()?;
-        let ctx = &self.gpu.ctx;
-        if !ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            return Err(Error::Gpu(
-                "this adapter has no timestamp queries; cannot profile".into(),
-            ));
-        }
         let plan = &self.step_plan;
-        let n = plan.dispatches.len() as u32;
-        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("profile"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2 * n,
-        });
-        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("profile resolve"),
-            size: (16 * n as u64).next_multiple_of(256),
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("profile"),
-            });
-        plan.encode_timed(&self.gpu.kernels, &mut enc, &qs)?;
-        enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
-        ctx.queue.submit([enc.finish()]);
-        let bytes = ctx.read_back(&resolve, 16 * n as u64)?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
-        let period = ctx.queue.get_timestamp_period() as f64;
-        self.epoch_steps += 1;
-        self.epoch_samples += self.batch;
-        Ok(plan
-            .dispatches
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
-                (d.clone(), dt)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(plan.dispatches.len());
+        for (i, d) in plan.dispatches.iter().enumerate() {
+            let mut times = Vec::new();
+            // One warm-up round, then the median of three.
+            for _ in 0..4 {
+                let ctx = &self.gpu.ctx;
+                let mut enc = ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("profile"),
+                    });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&d.label),
+                        timestamp_writes: None,
+                    });
+                    plan.encode_repeated(&self.gpu.kernels, &mut pass, i, reps)?;
+                }
+                let t0 = std::time::Instant::now();
+                ctx.queue.submit([enc.finish()]);
+                ctx.wait()?;
+                times.push(t0.elapsed().as_secs_f64() * 1e9 / reps as f64);
+            }
+            let mut t = times[1..].to_vec();
+            t.sort_by(f64::total_cmp);
+            out.push((d.clone(), t[1]));
+        }
+        Ok(out)
     }
 }

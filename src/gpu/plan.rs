@@ -45,26 +45,22 @@ impl Plan {
 }
 
 impl Plan {
-    /// Like [`Plan::encode`], but each dispatch in its own pass with begin/end timestamps at
-    /// query indices 2i and 2i+1.
-    pub fn encode_timed(
+    /// Records dispatch `i` alone, `reps` times over, into `pass` (for timing one kernel in a
+    /// stream of its own dispatches).
+    pub fn encode_repeated(
         &self,
         kernels: &Kernels,
-        enc: &mut wgpu::CommandEncoder,
-        qs: &wgpu::QuerySet,
+        pass: &mut wgpu::ComputePass<'_>,
+        i: usize,
+        reps: usize,
     ) -> Result<()> {
-        for (i, (d, bg)) in self.dispatches.iter().zip(&self.bind_groups).enumerate() {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&d.label),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: qs,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                }),
-            });
-            pass.set_pipeline(&kernels.get(d.kernel, d.form)?.pipeline);
-            pass.set_bind_group(0, bg, &[]);
-            let [x, y, z] = d.workgroups;
+        let (Some(d), Some(bg)) = (self.dispatches.get(i), self.bind_groups.get(i)) else {
+            return Err(Error::Gpu(format!("{}: no dispatch {i}", self.name)));
+        };
+        pass.set_pipeline(&kernels.get(d.kernel, d.form)?.pipeline);
+        pass.set_bind_group(0, bg, &[]);
+        let [x, y, z] = d.workgroups;
+        for _ in 0..reps {
             pass.dispatch_workgroups(x, y, z);
         }
         Ok(())

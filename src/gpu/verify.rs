@@ -873,8 +873,131 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
         rows.push(check_sgd_update(gpu, n, i as u32)?);
     }
+    for (i, &(b, h, loss, hidden, acc)) in HEAD_CASES.iter().enumerate() {
+        rows.push(check_output_layer_step(
+            gpu, b, h, loss, hidden, acc, i as u32,
+        )?);
+    }
     Ok(rows)
 }
+
+/// output_layer_step: the output layer's forward and backward passes and the loss sum in one
+/// dispatch, against the CPU's twins run in order. Compares [grads.weight, grads.bias (with the
+/// two padding floats after it, which must keep their values), dact, step_losses[slot], state].
+pub fn check_output_layer_step(
+    gpu: &Gpu,
+    b: usize,
+    h: usize,
+    loss: Loss,
+    hidden: Option<Activation>,
+    accumulate: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    let c = CLASSES;
+    let act = rand_vec(b * h, seed, 30, 0.0, 1.0);
+    let labels = rand_labels(b, seed);
+    // params: [junk 4, W [10, h], b [10], padding 2]; grads laid out the same.
+    let (w_off, b_off) = (4, 4 + c * h);
+    let n = b_off + c + 2;
+    let params = rand_vec(n, seed, 31, -0.5, 0.5);
+    let grads = rand_vec(n, seed, 32, -1.0, 1.0);
+    let scale = 1.0 / b as f32;
+    let mut want = grads.clone();
+    let (dw, rest) = want[w_off..].split_at_mut(c * h);
+    let mut dact = vec![0.0; b * h];
+    let sum = twin::output_layer_step(
+        dw,
+        rest,
+        &mut dact,
+        &act,
+        &params[w_off..b_off],
+        &params[b_off..b_off + c],
+        &labels,
+        b,
+        h,
+        loss,
+        hidden,
+        scale,
+        accumulate,
+    );
+    let old_sum = 0.25f32;
+    let step = 3u32;
+    want.extend(if hidden.is_some() {
+        dact
+    } else {
+        vec![-1.0; b * h]
+    });
+    want.push(if accumulate { old_sum + sum } else { sum });
+    want.push(f32::from_bits(step + 1));
+    let mut flags = if loss == Loss::Mse { 1 } else { 0 } | crate::gpu::ADVANCE_HEAD;
+    if accumulate {
+        flags |= 2;
+    }
+    if let Some(a) = hidden {
+        flags |= act_flags(a).1;
+    }
+    let layer = crate::model::LayerShape {
+        inp: h,
+        out: c,
+        w_off,
+        b_off,
+    };
+    let crate::gpu::plan::UniformSrc::Words(u) = crate::gpu::head_words(&layer, b, flags, scale)
+    else {
+        return Err(Error::Gpu("head_words gave no words".into()));
+    };
+    let mut step_losses = vec![0f32; 8];
+    step_losses[step as usize] = old_sum;
+    let out = run_one(
+        gpu,
+        Kernel::OutputLayerStep,
+        Form::Scalar,
+        &[
+            bytes(&act),
+            bytes(&params),
+            bytes(&grads),
+            bytes(&vec![-1f32; b * h]),
+            bytes(&labels),
+            bytes(&step_losses),
+            bytes(&[step, 0, 0, 0]),
+        ],
+        &u[..8],
+        [1, 1, 1],
+    )?;
+    let mut got = f32s(&out[2]);
+    got.extend(f32s(&out[3]));
+    got.push(f32s(&out[5])[step as usize]);
+    got.push(f32::from_bits(bytemuck::pod_read_unaligned::<u32>(
+        &out[6][..4],
+    )));
+    let what = match hidden {
+        Some(a) => format!(" {}'", a.name()),
+        None => String::new(),
+    };
+    Ok(compare(
+        "output_layer_step",
+        format!(
+            "{}{what} B={b} H={h}{}",
+            loss.name(),
+            if accumulate { " +=" } else { "" }
+        ),
+        &got,
+        &want,
+        1e-5,
+        1e-4,
+    ))
+}
+
+/// output_layer_step cases: (batch, hidden, loss, hidden activation, accumulate): batch 1, a
+/// batch that is not a multiple of the workgroup, the largest batch, softmax regression.
+pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 6] = [
+    (1, 128, Loss::Xent, Some(Activation::Relu), false),
+    (64, 128, Loss::Xent, Some(Activation::Relu), false),
+    (100, 36, Loss::Mse, Some(Activation::Sigmoid), true),
+    (256, 12, Loss::Xent, Some(Activation::Tanh), false),
+    (7, 784, Loss::Xent, None, false),
+    (33, 4, Loss::Mse, Some(Activation::Relu), true),
+];
 
 /// A small synthetic data set (random pixels, labels from a fixed rule) for step parity.
 pub fn synthetic(n: usize, seed: u32) -> Dataset {
@@ -988,12 +1111,12 @@ pub fn step_checks(
 /// Formats the table `descent verify` prints.
 pub fn table(rows: &[CheckRow]) -> String {
     let mut s = format!(
-        "{:<46} {:<48} {:>11} {:>11}  {}\n",
+        "{:<66} {:<30} {:>11} {:>11}  {}\n",
         "kernel", "shape", "max abs err", "max rel err", "result"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<46} {:<48} {:>11.3e} {:>11.3e}  {}\n",
+            "{:<66} {:<30} {:>11.3e} {:>11.3e}  {}\n",
             r.kernel,
             r.shape,
             r.max_abs,
