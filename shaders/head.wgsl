@@ -37,8 +37,8 @@ const MAX_ROWS: u32 = 256u;
 @group(0) @binding(6) var<storage, read_write> state: array<u32>;           // [4]: step, ...
 @group(0) @binding(15) var<uniform> u: Head;
 
-var<workgroup> dl: array<f32, 2560>;     // dlogits [rows, 10], rows <= MAX_ROWS
-var<workgroup> part: array<f32, 64>;     // each invocation's loss sum
+var<workgroup> dl: array<vec4<f32>, 768>;  // dlogits [rows, 12] (10 and 2 zeros), rows <= 256
+var<workgroup> part: array<f32, 64>;        // each invocation's loss sum
 
 // f'(a) from the activation's output a, as matmul_common.wgsl's epilogue computes it.
 fn deriv(a: vec4<f32>) -> vec4<f32> {
@@ -54,27 +54,51 @@ fn deriv(a: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(1.0);
 }
 
+// Row q/4-th vec4 of W[j]. Every lane needs all ten rows of W at the same q; lanes 0..7 load rows
+// 0..7 and lanes 0..1 rows 8..9, and shuffles hand them to every lane (on llvmpipe a load is a
+// loop over the lanes, a shuffle with a constant lane one instruction). Needs subgroups of at
+// least 8; the host checks.
+fn w_rows(lane: u32, q: u32) -> array<vec4<f32>, 10> {
+    let lo = params[u.w4 + min(lane, 9u) * u.h4 + q];
+    let hi = params[u.w4 + (8u + lane % 2u) * u.h4 + q];
+    return array<vec4<f32>, 10>(
+        subgroupShuffle(lo, 0u), subgroupShuffle(lo, 1u), subgroupShuffle(lo, 2u),
+        subgroupShuffle(lo, 3u), subgroupShuffle(lo, 4u), subgroupShuffle(lo, 5u),
+        subgroupShuffle(lo, 6u), subgroupShuffle(lo, 7u), subgroupShuffle(hi, 0u),
+        subgroupShuffle(hi, 1u),
+    );
+}
+
 @compute @workgroup_size(64)
-fn output_layer_step(@builtin(local_invocation_index) lid: u32) {
+fn output_layer_step(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
     let h4 = u.h4;
     let bias = array<vec4<f32>, 3>(params[u.b4], params[u.b4 + 1u], params[u.b4 + 2u]);
     var lsum = 0.0;
-    for (var r = lid; r < u.rows; r = r + WG) {
+    // Whole subgroups run every iteration (shuffles need them): lanes past the last row redo
+    // the last row and store nothing.
+    for (var base = 0u; base < u.rows; base = base + WG) {
+        let live = base + lid < u.rows;
+        let r = min(base + lid, u.rows - 1u);
         // logits: ten dot products along the row.
         var z = array<f32, 10>();
         for (var q = 0u; q < h4; q = q + 1u) {
             let a = act[r * h4 + q];
+            let w = w_rows(lane, q);
             for (var j = 0u; j < CLASSES; j = j + 1u) {
-                z[j] = z[j] + dot(a, params[u.w4 + j * h4 + q]);
+                z[j] = z[j] + dot(a, w[j]);
             }
         }
         let y = labels[r];
         var loss = 0.0;
+        var d = array<f32, 12>();
         if ((u.flags & MSE) != 0u) {
             for (var j = 0u; j < CLASSES; j = j + 1u) {
-                let d = z[j] + bias[j / 4u][j % 4u] - select(0.0, 1.0, y == j);
-                loss = loss + d * d;
-                dl[r * CLASSES + j] = 2.0 * d / f32(CLASSES) * u.scale;
+                let e = z[j] + bias[j / 4u][j % 4u] - select(0.0, 1.0, y == j);
+                loss = loss + e * e;
+                d[j] = 2.0 * e / f32(CLASSES) * u.scale;
             }
             loss = loss / f32(CLASSES);
         } else {
@@ -92,48 +116,66 @@ fn output_layer_step(@builtin(local_invocation_index) lid: u32) {
             let inv = 1.0 / s;
             for (var j = 0u; j < CLASSES; j = j + 1u) {
                 let p = exp(z[j] - mx) * inv;
-                dl[r * CLASSES + j] = (p - select(0.0, 1.0, y == j)) * u.scale;
+                d[j] = (p - select(0.0, 1.0, y == j)) * u.scale;
             }
             loss = log(s) - (zy - mx);
         }
-        lsum = lsum + loss;
+        if (live) {
+            lsum = lsum + loss;
+            dl[r * 3u] = vec4<f32>(d[0], d[1], d[2], d[3]);
+            dl[r * 3u + 1u] = vec4<f32>(d[4], d[5], d[6], d[7]);
+            dl[r * 3u + 2u] = vec4<f32>(d[8], d[9], 0.0, 0.0);
+        }
         // dact = (dlogits·W) ⊙ f'(act), while this row's dlogits are at hand.
         if ((u.flags & (DRELU | DSIGMOID | DTANH)) != 0u) {
             for (var q = 0u; q < h4; q = q + 1u) {
+                let w = w_rows(lane, q);
                 var g = vec4<f32>(0.0);
                 for (var j = 0u; j < CLASSES; j = j + 1u) {
-                    g = g + dl[r * CLASSES + j] * params[u.w4 + j * h4 + q];
+                    g = g + d[j] * w[j];
                 }
-                dact[r * h4 + q] = g * deriv(act[r * h4 + q]);
+                if (live) {
+                    dact[r * h4 + q] = g * deriv(act[r * h4 + q]);
+                }
             }
         }
     }
     part[lid] = lsum;
     workgroupBarrier();
-    // grads.W[j, 4q..4q+4] (+)= Σ_r dlogits[r, j] · act[r, 4q..4q+4]
-    for (var o = lid; o < CLASSES * h4; o = o + WG) {
-        let j = o / h4;
-        let q = o % h4;
-        var g = vec4<f32>(0.0);
+    // grads.W[j, 4q..4q+4] (+)= Σ_r dlogits[r, j] · act[r, 4q..4q+4]: one q per invocation, all
+    // ten j, so each row costs four loads for forty multiply-adds.
+    for (var q = lid; q < h4; q = q + WG) {
+        var g = array<vec4<f32>, 10>();
         for (var r = 0u; r < u.rows; r = r + 1u) {
-            g = g + dl[r * CLASSES + j] * act[r * h4 + q];
+            let a = act[r * h4 + q];
+            let d0 = dl[r * 3u];
+            let d1 = dl[r * 3u + 1u];
+            let d2 = dl[r * 3u + 2u];
+            g[0] = g[0] + d0.x * a;
+            g[1] = g[1] + d0.y * a;
+            g[2] = g[2] + d0.z * a;
+            g[3] = g[3] + d0.w * a;
+            g[4] = g[4] + d1.x * a;
+            g[5] = g[5] + d1.y * a;
+            g[6] = g[6] + d1.z * a;
+            g[7] = g[7] + d1.w * a;
+            g[8] = g[8] + d2.x * a;
+            g[9] = g[9] + d2.y * a;
         }
-        let at = u.w4 + o;
-        if ((u.flags & ACCUMULATE) != 0u) {
-            g = g + grads[at];
+        for (var j = 0u; j < CLASSES; j = j + 1u) {
+            let at = u.w4 + j * h4 + q;
+            var v = g[j];
+            if ((u.flags & ACCUMULATE) != 0u) {
+                v = v + grads[at];
+            }
+            grads[at] = v;
         }
-        grads[at] = g;
     }
     // grads.b: three vec4s, of which the last two floats are the buffer's padding (kept).
     if (lid < 3u) {
         var g = vec4<f32>(0.0);
         for (var r = 0u; r < u.rows; r = r + 1u) {
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let j = lid * 4u + c;
-                if (j < CLASSES) {
-                    g[c] = g[c] + dl[r * CLASSES + j];
-                }
-            }
+            g = g + dl[r * 3u + lid];
         }
         let at = u.b4 + lid;
         let old = grads[at];

@@ -16,6 +16,8 @@ pub struct GpuContext {
     /// Subgroup operations are on and every subgroup is exactly 8 invocations wide, as
     /// shaders/matmul_subgroup.wgsl assumes.
     pub subgroup8: bool,
+    /// Subgroup operations are on and subgroups are at least 8 wide (shaders/head.wgsl).
+    pub subgroups: bool,
     /// Validation errors the device reported outside an error scope; checked at every sync point.
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -141,9 +143,8 @@ impl GpuContext {
             have.max_compute_workgroups_per_dimension.min(65_535);
         let features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
-        let subgroup8 = features.contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size == 8
-            && info.subgroup_max_size == 8;
+        let subgroups = features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        let subgroup8 = subgroups && info.subgroup_max_size == 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("descent"),
             required_features: features,
@@ -168,6 +169,7 @@ impl GpuContext {
             limits,
             features,
             subgroup8,
+            subgroups,
             errors,
         })
     }

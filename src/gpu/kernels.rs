@@ -262,6 +262,8 @@ pub struct Kernels {
     pub variant: MatmulVariant,
     /// Whether the subgroup forms were built (the adapter's subgroups are exactly 8 wide).
     pub subgroup: bool,
+    /// Whether output_layer_step was built (it needs subgroups at least 8 wide).
+    pub head: bool,
     pipelines: HashMap<(Kernel, Form), Pipeline>,
 }
 
@@ -281,7 +283,8 @@ impl Kernels {
         let all = forms
             .iter()
             .flat_map(|&f| Kernel::ALL.into_iter().map(move |k| (k, f)))
-            .filter(|(k, f)| k.has_form(*f));
+            .filter(|(k, f)| k.has_form(*f))
+            .filter(|(k, _)| *k != Kernel::OutputLayerStep || ctx.subgroups);
         for (k, form) in all {
             let (file, src) = k.source(variant, form);
             if !modules.contains_key(file) {
@@ -352,6 +355,7 @@ impl Kernels {
         Ok(Kernels {
             variant,
             subgroup,
+            head: ctx.subgroups,
             pipelines,
         })
     }

@@ -584,14 +584,16 @@ fn push_forward(
     }
 }
 
-/// Whether output_layer_step (shaders/head.wgsl) can run the last layer: the batch fits its one
-/// workgroup, and the layer's input width and offsets allow vec4 access.
-pub fn head_fits(spec: &ModelSpec, rows: usize) -> bool {
+/// Whether output_layer_step (shaders/head.wgsl) can run the last layer: the adapter has the
+/// subgroups it needs, the batch fits its one workgroup, and the layer's input width and offsets
+/// allow vec4 access.
+pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
     let layers = spec.layers();
     let Some(l) = layers.last() else {
         return false;
     };
-    rows <= HEAD_MAX_ROWS
+    kernels.head
+        && rows <= HEAD_MAX_ROWS
         && l.out == CLASSES
         && l.inp.is_multiple_of(4)
         && l.w_off.is_multiple_of(4)
@@ -832,7 +834,7 @@ fn build_step_plan(
 ) -> Result<Plan> {
     let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
     let chunks = len.div_ceil(ws.rows);
-    let head = g.fuse && head_fits(spec, ws.rows);
+    let head = g.fuse && head_fits(&g.kernels, spec, ws.rows);
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
