@@ -3,6 +3,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // llvmpipe (lavapipe) runs compute workgroups on LP_NUM_THREADS threads, one per core by
+    // default. Twice that measured 15-20% faster GPU steps on a 2-core machine: every dispatch
+    // ends in a join, and spare threads fill the cores while others wait on one. A user's own
+    // setting wins; other drivers ignore the variable.
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
+        unsafe { std::env::set_var("LP_NUM_THREADS", (2 * cores).to_string()) };
+    }
     let cli = descent::cli::Cli::parse();
     // Run everything on a rayon worker, so a parallel step wakes one other thread rather than
     // parking this one and waking two (a large share of a 64-sample step otherwise).
