@@ -3,7 +3,7 @@
 Run it from anywhere after editing."""
 import os
 
-R = 16  # matmul_forward: rows of C per subgroup, shared through shuffles
+R = 32  # matmul_forward: rows of C per subgroup, shared through shuffles
 C = 4   # matmul_forward: columns of C per invocation
 W = 32  # matmul_backward_weight: rows of C per subgroup (one vec4 per lane)
 
@@ -27,7 +27,7 @@ hdr = f'''// Matrix products for adapters whose subgroups are 8 invocations wide
 
 fwd = [f'''
 // out[i, j] = sum_k inp[i, k] * W[j, k] + bias[j]. A workgroup covers {R} rows and {8 * C} columns;
-// lane l loads rows i0 + l and i0 + 8 + l and owns columns j0 .. j0 + {C}.
+// lane l loads rows i0 + l, i0 + 8 + l, ... and owns columns j0 .. j0 + {C}.
 @compute @workgroup_size(8)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {{
     let i0 = wg.y * {R}u;

@@ -6,7 +6,7 @@
 // with a constant lane is one vector instruction. So an operand that every lane needs (a row
 // of the batch in matmul_forward, a column of dout in matmul_backward_weight) is loaded once,
 // spread over the lanes, and shuffled to all of them; each lane loads only its own columns.
-// That is 6 vec4 loads per 256 multiply-adds per lane in matmul_forward
+// That is 8 vec4 loads per 512 multiply-adds per lane in matmul_forward
 // against 16 per 256 in matmul_vec4.wgsl, and 2 per 128 in matmul_backward_weight.
 // One workgroup is one subgroup, so no barriers. Every lane runs to the end (shuffles need all
 // lanes); lanes past the edge of C clamp their loads and skip their stores.
@@ -15,16 +15,18 @@
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;   // A, rows 16-byte aligned
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;   // B, rows 16-byte aligned
 
-// out[i, j] = sum_k inp[i, k] * W[j, k] + bias[j]. A workgroup covers 16 rows and 32 columns;
-// lane l loads rows i0 + l and i0 + 8 + l and owns columns j0 .. j0 + 4.
+// out[i, j] = sum_k inp[i, k] * W[j, k] + bias[j]. A workgroup covers 32 rows and 32 columns;
+// lane l loads rows i0 + l, i0 + 8 + l, ... and owns columns j0 .. j0 + 4.
 @compute @workgroup_size(8)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = wg.y * 16u;
+    let i0 = wg.y * 32u;
     let j0 = wg.x * 32u + lane * 4u;
     let im = u.m - 1u;
     let jm = u.n - 1u;
     let ra0 = (min(i0 + 0u + lane, im) * u.a_rs + u.a_off) / 4u;
     let ra1 = (min(i0 + 8u + lane, im) * u.a_rs + u.a_off) / 4u;
+    let ra2 = (min(i0 + 16u + lane, im) * u.a_rs + u.a_off) / 4u;
+    let ra3 = (min(i0 + 24u + lane, im) * u.a_rs + u.a_off) / 4u;
     let rb0 = (min(j0 + 0u, jm) * u.b_cs + u.b_off) / 4u;
     let rb1 = (min(j0 + 1u, jm) * u.b_cs + u.b_off) / 4u;
     let rb2 = (min(j0 + 2u, jm) * u.b_cs + u.b_off) / 4u;
@@ -45,9 +47,27 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invoca
     var c13 = vec4<f32>(0.0);
     var c14 = vec4<f32>(0.0);
     var c15 = vec4<f32>(0.0);
+    var c16 = vec4<f32>(0.0);
+    var c17 = vec4<f32>(0.0);
+    var c18 = vec4<f32>(0.0);
+    var c19 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0);
+    var c21 = vec4<f32>(0.0);
+    var c22 = vec4<f32>(0.0);
+    var c23 = vec4<f32>(0.0);
+    var c24 = vec4<f32>(0.0);
+    var c25 = vec4<f32>(0.0);
+    var c26 = vec4<f32>(0.0);
+    var c27 = vec4<f32>(0.0);
+    var c28 = vec4<f32>(0.0);
+    var c29 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0);
+    var c31 = vec4<f32>(0.0);
     for (var q = 0u; q < u.k / 4u; q = q + 1u) {
         let x0 = a[ra0 + q];
         let x1 = a[ra1 + q];
+        let x2 = a[ra2 + q];
+        let x3 = a[ra3 + q];
         let w0 = b[rb0 + q];
         let w1 = b[rb1 + q];
         let w2 = b[rb2 + q];
@@ -84,6 +104,38 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invoca
         c14 = c14 + vec4<f32>(dot(a14, w0), dot(a14, w1), dot(a14, w2), dot(a14, w3));
         let a15 = subgroupShuffle(x1, 7u);
         c15 = c15 + vec4<f32>(dot(a15, w0), dot(a15, w1), dot(a15, w2), dot(a15, w3));
+        let a16 = subgroupShuffle(x2, 0u);
+        c16 = c16 + vec4<f32>(dot(a16, w0), dot(a16, w1), dot(a16, w2), dot(a16, w3));
+        let a17 = subgroupShuffle(x2, 1u);
+        c17 = c17 + vec4<f32>(dot(a17, w0), dot(a17, w1), dot(a17, w2), dot(a17, w3));
+        let a18 = subgroupShuffle(x2, 2u);
+        c18 = c18 + vec4<f32>(dot(a18, w0), dot(a18, w1), dot(a18, w2), dot(a18, w3));
+        let a19 = subgroupShuffle(x2, 3u);
+        c19 = c19 + vec4<f32>(dot(a19, w0), dot(a19, w1), dot(a19, w2), dot(a19, w3));
+        let a20 = subgroupShuffle(x2, 4u);
+        c20 = c20 + vec4<f32>(dot(a20, w0), dot(a20, w1), dot(a20, w2), dot(a20, w3));
+        let a21 = subgroupShuffle(x2, 5u);
+        c21 = c21 + vec4<f32>(dot(a21, w0), dot(a21, w1), dot(a21, w2), dot(a21, w3));
+        let a22 = subgroupShuffle(x2, 6u);
+        c22 = c22 + vec4<f32>(dot(a22, w0), dot(a22, w1), dot(a22, w2), dot(a22, w3));
+        let a23 = subgroupShuffle(x2, 7u);
+        c23 = c23 + vec4<f32>(dot(a23, w0), dot(a23, w1), dot(a23, w2), dot(a23, w3));
+        let a24 = subgroupShuffle(x3, 0u);
+        c24 = c24 + vec4<f32>(dot(a24, w0), dot(a24, w1), dot(a24, w2), dot(a24, w3));
+        let a25 = subgroupShuffle(x3, 1u);
+        c25 = c25 + vec4<f32>(dot(a25, w0), dot(a25, w1), dot(a25, w2), dot(a25, w3));
+        let a26 = subgroupShuffle(x3, 2u);
+        c26 = c26 + vec4<f32>(dot(a26, w0), dot(a26, w1), dot(a26, w2), dot(a26, w3));
+        let a27 = subgroupShuffle(x3, 3u);
+        c27 = c27 + vec4<f32>(dot(a27, w0), dot(a27, w1), dot(a27, w2), dot(a27, w3));
+        let a28 = subgroupShuffle(x3, 4u);
+        c28 = c28 + vec4<f32>(dot(a28, w0), dot(a28, w1), dot(a28, w2), dot(a28, w3));
+        let a29 = subgroupShuffle(x3, 5u);
+        c29 = c29 + vec4<f32>(dot(a29, w0), dot(a29, w1), dot(a29, w2), dot(a29, w3));
+        let a30 = subgroupShuffle(x3, 6u);
+        c30 = c30 + vec4<f32>(dot(a30, w0), dot(a30, w1), dot(a30, w2), dot(a30, w3));
+        let a31 = subgroupShuffle(x3, 7u);
+        c31 = c31 + vec4<f32>(dot(a31, w0), dot(a31, w1), dot(a31, w2), dot(a31, w3));
     }
     store4(i0 + 0u, j0, c0);
     store4(i0 + 1u, j0, c1);
@@ -101,6 +153,22 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invoca
     store4(i0 + 13u, j0, c13);
     store4(i0 + 14u, j0, c14);
     store4(i0 + 15u, j0, c15);
+    store4(i0 + 16u, j0, c16);
+    store4(i0 + 17u, j0, c17);
+    store4(i0 + 18u, j0, c18);
+    store4(i0 + 19u, j0, c19);
+    store4(i0 + 20u, j0, c20);
+    store4(i0 + 21u, j0, c21);
+    store4(i0 + 22u, j0, c22);
+    store4(i0 + 23u, j0, c23);
+    store4(i0 + 24u, j0, c24);
+    store4(i0 + 25u, j0, c25);
+    store4(i0 + 26u, j0, c26);
+    store4(i0 + 27u, j0, c27);
+    store4(i0 + 28u, j0, c28);
+    store4(i0 + 29u, j0, c29);
+    store4(i0 + 30u, j0, c30);
+    store4(i0 + 31u, j0, c31);
 }
 
 // dW[n, k] (+)= sum_b dout[b, n] * inp[b, k]. A workgroup covers 32 rows and 32 columns; per sample,

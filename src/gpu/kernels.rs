@@ -77,7 +77,7 @@ impl Form {
             (Form::Scalar, _) => (variant.block(), variant.block()),
             (Form::Vec4, _) => (64, 64),
             (Form::Subgroup, Kernel::MatmulBackwardWeight) => (32, 32),
-            (Form::Subgroup, _) => (16, 32),
+            (Form::Subgroup, _) => (32, 32),
         };
         [
             cols.div_ceil(c as usize) as u32,
