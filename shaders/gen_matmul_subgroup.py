@@ -86,7 +86,7 @@ bw += ['''    }
     if ((u.flags & BIAS_GRAD) != 0u && wg.x == 0u) {
         bias_grad4(i0 + lane * 4u, s);
     }''']
-bw += [f"    store4(i0 + {r}u, j0, c{r});" for r in range(W)]
+bw += [f"    store4_grad(i0 + {r}u, j0, c{r});" for r in range(W)]
 bw += ["}"]
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "matmul_subgroup.wgsl")

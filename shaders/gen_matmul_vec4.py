@@ -18,8 +18,8 @@ hdr = '''// Matrix products with vec4 loads, for operands whose rows are 16-byte
 '''
 def accs():
     return "\n".join(f"    var c{r}{h} = vec4<f32>(0.0);" for r in range(R) for h in range(2))
-def stores():
-    return "\n".join(f"    store4(i0 + {r}u, j0 + {4*h}u, c{r}{h});" for r in range(R) for h in range(2))
+def stores(f="store4"):
+    return "\n".join(f"    {f}(i0 + {r}u, j0 + {4*h}u, c{r}{h});" for r in range(R) for h in range(2))
 
 fwd = f'''
 // out[i, j] = sum_k inp[i, k] * W[j, k] + bias[j]: both operands run along k, so the block is
@@ -100,6 +100,6 @@ fn matmul_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {{
         bias_grad4(i0, s0);
         bias_grad4(i0 + 4u, s1);
     }
-''' + stores() + "\n}\n"
+''' + stores("store4_grad") + "\n}\n"
 
 open(__import__('os').path.join(__import__('os').path.dirname(__import__('os').path.abspath(__file__)), 'matmul_vec4.wgsl'), 'w').write(hdr + fwd + bin_ + bw)

@@ -119,6 +119,21 @@ fn store4(i: u32, j0: u32, v: vec4<f32>) {
     );
 }
 
+// store4 for matmul_backward_weight, whose only epilogue flag is ACCUMULATE. On llvmpipe both
+// sides of every `if` run (under a mask), so store4's activation code would cost exp and tanh
+// per element even where no flag asks for them; this product writes 100k elements a step.
+fn store4_grad(i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= u.m || j0 >= u.n) {
+        return;
+    }
+    let at = (u.c_off + i * u.n + j0) / 4u;
+    var g = v;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        g = g + c4[at];
+    }
+    c4[at] = g;
+}
+
 // The bias gradient of rows i..i+3 (BIAS_GRAD), overwriting or accumulating like C.
 fn bias_grad4(i: u32, sum: vec4<f32>) {
     if (i >= u.m) {

@@ -261,20 +261,20 @@ fn matmul_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         bias_grad4(i0, s0);
         bias_grad4(i0 + 4u, s1);
     }
-    store4(i0 + 0u, j0 + 0u, c00);
-    store4(i0 + 0u, j0 + 4u, c01);
-    store4(i0 + 1u, j0 + 0u, c10);
-    store4(i0 + 1u, j0 + 4u, c11);
-    store4(i0 + 2u, j0 + 0u, c20);
-    store4(i0 + 2u, j0 + 4u, c21);
-    store4(i0 + 3u, j0 + 0u, c30);
-    store4(i0 + 3u, j0 + 4u, c31);
-    store4(i0 + 4u, j0 + 0u, c40);
-    store4(i0 + 4u, j0 + 4u, c41);
-    store4(i0 + 5u, j0 + 0u, c50);
-    store4(i0 + 5u, j0 + 4u, c51);
-    store4(i0 + 6u, j0 + 0u, c60);
-    store4(i0 + 6u, j0 + 4u, c61);
-    store4(i0 + 7u, j0 + 0u, c70);
-    store4(i0 + 7u, j0 + 4u, c71);
+    store4_grad(i0 + 0u, j0 + 0u, c00);
+    store4_grad(i0 + 0u, j0 + 4u, c01);
+    store4_grad(i0 + 1u, j0 + 0u, c10);
+    store4_grad(i0 + 1u, j0 + 4u, c11);
+    store4_grad(i0 + 2u, j0 + 0u, c20);
+    store4_grad(i0 + 2u, j0 + 4u, c21);
+    store4_grad(i0 + 3u, j0 + 0u, c30);
+    store4_grad(i0 + 3u, j0 + 4u, c31);
+    store4_grad(i0 + 4u, j0 + 0u, c40);
+    store4_grad(i0 + 4u, j0 + 4u, c41);
+    store4_grad(i0 + 5u, j0 + 0u, c50);
+    store4_grad(i0 + 5u, j0 + 4u, c51);
+    store4_grad(i0 + 6u, j0 + 0u, c60);
+    store4_grad(i0 + 6u, j0 + 4u, c61);
+    store4_grad(i0 + 7u, j0 + 0u, c70);
+    store4_grad(i0 + 7u, j0 + 4u, c71);
 }

@@ -876,7 +876,9 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     // output_layer_step exists only where the adapter has subgroups.
     if gpu.kernels.head {
         for (i, &(b, h, loss, hidden, acc)) in HEAD_CASES.iter().enumerate() {
-            rows.push(check_output_layer_step(gpu, b, h, loss, hidden, acc, i as u32)?);
+            rows.push(check_output_layer_step(
+                gpu, b, h, loss, hidden, acc, i as u32,
+            )?);
         }
     }
     Ok(rows)
