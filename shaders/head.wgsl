@@ -6,9 +6,9 @@
 //   step_losses[state[0]] (+)= Σ losses;  state[0] += 1                           (ADVANCE)
 //
 // Why one kernel: on llvmpipe every dispatch costs about 100 µs of thread hand-offs whatever its
-// size, and this layer's products are tiny (10 outputs). Run separately they take six dispatches
-// (matmul_forward, softmax_xent_forward, loss_reduce, matmul_backward_weight, its bias gradient and
-// matmul_backward_input); here they take one. One workgroup holds the whole batch, so the loss
+// size, and this layer's products are tiny (10 outputs). Run separately they take five dispatches
+// (matmul_forward, softmax_xent_forward, loss_reduce, matmul_backward_weight with the bias
+// gradient, matmul_backward_input); here they take one. One workgroup holds the whole batch, so the loss
 // sum and the weight gradient need no cross-workgroup reduction: the host uses this kernel for
 // batches of at most 256 rows whose hidden size and offsets are multiples of 4, and the separate
 // kernels otherwise. The CPU twin, cpu::kernels::output_layer_step, runs those separate twins.
