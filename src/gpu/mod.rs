@@ -120,7 +120,7 @@ impl Gpu {
 
 /// A data split resident on the GPU.
 struct GpuData {
-    /// images: [n, 196] u32, four u8 pixels per word.
+    /// images: [n, 196] u32, four u8 pixels per word (read as [n, 49] vec4<u32>).
     images: wgpu::Buffer,
     /// labels: [n] u32.
     labels: wgpu::Buffer,
@@ -816,7 +816,7 @@ fn push_gather(
             state,
         ],
         words(&u),
-        groups_1d(u[0] as usize * PIXELS / 4, 256),
+        groups_1d(u[0] as usize * PIXELS / 16, 256),
     );
 }
 

@@ -713,7 +713,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
             bytes(&[step as u32, 0, 0, 0]),
         ],
         &[rows as u32, batch as u32, base as u32, 1],
-        groups_1d(rows * PIXELS / 4, 256),
+        groups_1d(rows * PIXELS / 16, 256),
     )?;
     let mut got = f32s(&out[0]);
     let gy: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
