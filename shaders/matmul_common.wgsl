@@ -96,6 +96,7 @@ fn bias_grad(i: u32, sum: f32) {
 
 // The vec4 forms (matmul_vec4.wgsl, matmul_subgroup.wgsl) store C through this view of binding 0.
 @group(0) @binding(0) var<storage, read_write> c4: array<vec4<f32>>;  // C [m, n/4] at c_off/4
+@group(0) @binding(3) var<storage, read> aux4: array<vec4<f32>>;     // aux, bias_off a multiple of 4
 
 // C[i, j0..j0+4] = epilogue(v), skipped past the edge of C.
 fn store4(i: u32, j0: u32, v: vec4<f32>) {
@@ -107,9 +108,12 @@ fn store4(i: u32, j0: u32, v: vec4<f32>) {
     if ((u.flags & ACCUMULATE) != 0u) {
         old = c4[at];
     }
+    // aux_at for four columns, as one vec4 load (the host aligns bias_off for the vec4 forms).
     var x = vec4<f32>(0.0);
-    if ((u.flags & (ADD_BIAS | DERIVATIVE)) != 0u) {
-        x = vec4<f32>(aux_at(i, j0), aux_at(i, j0 + 1u), aux_at(i, j0 + 2u), aux_at(i, j0 + 3u));
+    if ((u.flags & ADD_BIAS) != 0u) {
+        x = aux4[(u.bias_off + j0) / 4u];
+    } else if ((u.flags & DERIVATIVE) != 0u) {
+        x = aux4[(u.bias_off + i * u.n + j0) / 4u];
     }
     c4[at] = vec4<f32>(
         epilogue(v.x, x.x, old.x),

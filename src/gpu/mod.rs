@@ -263,6 +263,8 @@ fn push_mm(
     let vec4 = variant == MatmulVariant::Blocked
         && al(mm.n)
         && al(mm.c_off)
+        // store4 reads the bias or the activation as vec4s at bias_off.
+        && al(mm.bias_off)
         && match kernel {
             Kernel::MatmulForward => {
                 al(mm.k) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.2)
