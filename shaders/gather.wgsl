@@ -9,6 +9,9 @@ struct Gather {
 }
 
 const FROM_STATE: u32 = 1u;
+// Write the batch still packed (4 pixels per u32) to xb instead of as floats to x: the input
+// layer's subgroup products (matmul_input.wgsl) read it from a uniform buffer.
+const PACKED: u32 = 2u;
 const QUADS: u32 = 49u;  // 784 pixels / 16 per vec4<u32>
 
 @group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;  // x [rows, 196] (784 floats)
@@ -18,6 +21,7 @@ const QUADS: u32 = 49u;  // 784 pixels / 16 per vec4<u32>
 @group(0) @binding(4) var<storage, read> order: array<u32>;    // order [n]
 @group(0) @binding(5) var<storage, read> state: array<u32>;    // state [4]: step, ...
 @group(0) @binding(6) var<uniform> u: Gather;
+@group(0) @binding(7) var<storage, read_write> xb: array<vec4<u32>>;  // xb [rows, 49] packed u8
 
 // Sixteen pixels per invocation: on llvmpipe each load or store costs a loop over the SIMD lanes
 // whatever its width, so one vec4<u32> load (and one order lookup) per four vec4 stores.
@@ -35,11 +39,15 @@ fn batch_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let s = order[start + r];
     let w = images[s * QUADS + q];
-    let o = r * 196u + q * 4u;
-    x[o] = unpack(w.x);
-    x[o + 1u] = unpack(w.y);
-    x[o + 2u] = unpack(w.z);
-    x[o + 3u] = unpack(w.w);
+    if ((u.flags & PACKED) != 0u) {
+        xb[r * QUADS + q] = w;
+    } else {
+        let o = r * 196u + q * 4u;
+        x[o] = unpack(w.x);
+        x[o + 1u] = unpack(w.y);
+        x[o + 2u] = unpack(w.z);
+        x[o + 3u] = unpack(w.w);
+    }
     if (q == 0u) {
         y[r] = labels[s];
     }

@@ -89,5 +89,36 @@ bw += ['''    }
 bw += [f"    store4_grad(i0 + {r}u, j0, c{r});" for r in range(W)]
 bw += ["}"]
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "matmul_subgroup.wgsl")
-open(out, "w").write(hdr + "\n".join(fwd) + "\n" + "\n".join(bw) + "\n")
+here = os.path.dirname(os.path.abspath(__file__))
+body = "\n".join(fwd) + "\n" + "\n".join(bw) + "\n"
+open(os.path.join(here, "matmul_subgroup.wgsl"), "w").write(hdr + body)
+
+# matmul_input.wgsl: the same kernels for the first layer, whose input is the batch still packed
+# (4 pixels per u32) in a uniform buffer, and (matmul_backward_weight) dout in a uniform buffer too.
+input_hdr = f'''// matmul_subgroup.wgsl's products for the input layer, generated with it by
+// gen_matmul_subgroup.py. The batch arrives packed, four u8 pixels per u32, in a uniform buffer
+// (batch_gather with PACKED writes it), and matmul_backward_weight also reads dout from one.
+// Why: on llvmpipe a storage load whose address differs between lanes is a loop over the lanes
+// with a branch per lane, while a uniform-buffer load is a branch-free gather; a uniform binding
+// holds 64 KiB, so the host uses this file for batches of at most 83 rows (and dout of at most
+// 64 KiB). Pixels are unpacked as unpack4x8unorm, byte / 255, like the CPU's batch_gather.
+// The strides are those of the float batch [rows, 784] counted in u32 words (4 pixels each).
+
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;   // A (unused by the input forms)
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;   // W in matmul_forward
+@group(0) @binding(8) var<uniform> xu: array<vec4<u32>, 4096>;  // x [rows, 196] u32, packed u8
+@group(0) @binding(9) var<uniform> du: array<vec4<f32>, 4096>;  // dout [rows, out]
+
+// Pixels 4w .. 4w + 4 of the packed batch.
+fn px(w: u32) -> vec4<f32> {{
+    return unpack4x8unorm(xu[w >> 2u][w & 3u]);
+}}
+'''
+ibody = body
+for t in range(R // 8):
+    ibody = ibody.replace(f"let x{t} = a[ra{t} + q];", f"let x{t} = px(ra{t} + q);")
+for p in range(4):
+    ibody = ibody.replace(f"let x_{p} = a[ia + (p + {p}u) * sa];", f"let x_{p} = du[ia + (p + {p}u) * sa];")
+    ibody = ibody.replace(f"let y_{p} = b[jb + (p + {p}u) * sb];", f"let y_{p} = px(jb + (p + {p}u) * sb);")
+assert "a[" not in ibody.replace("xu[", "").replace("du[", "").replace("a{", ""), "an A load was left"
+open(os.path.join(here, "matmul_input.wgsl"), "w").write(input_hdr + ibody)

@@ -343,6 +343,27 @@ fn output_layer_step_matches_cpu() {
     assert_rows(&rows);
 }
 
+/// The input layer's products reading the batch packed from a uniform buffer (lavapipe builds
+/// that form), and the packed gather feeding them.
+#[test]
+fn packed_input_matmuls_and_gather_match_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    assert!(g.kernels.input, "the adapter lacks the packed-input form");
+    let mut rows = Vec::new();
+    for (i, &(b, n)) in verify::INPUT_SHAPES.iter().enumerate() {
+        for backward in [false, true] {
+            rows.push(
+                verify::check_matmul_input(&g, b, n, backward, i % 2 == 1, i as u32).unwrap(),
+            );
+        }
+    }
+    for (i, b) in [1, 7, 83].into_iter().enumerate() {
+        rows.push(verify::check_batch_gather_packed(&g, b, i as u32).unwrap());
+    }
+    assert_rows(&rows);
+}
+
 #[test]
 fn every_entry_point_has_a_parity_check_in_verify() {
     let _g = serial();

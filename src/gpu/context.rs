@@ -137,6 +137,7 @@ impl GpuContext {
         // Ask for all the adapter has: bigger models then fit without asking the user.
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
         limits.max_buffer_size = have.max_buffer_size;
+        limits.max_uniform_buffer_binding_size = have.max_uniform_buffer_binding_size;
         limits.max_compute_workgroup_size_x = 256;
         limits.max_compute_invocations_per_workgroup = 256;
         limits.max_compute_workgroups_per_dimension =

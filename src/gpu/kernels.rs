@@ -11,12 +11,17 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_VEC4: &str = include_str!("../../shaders/matmul_vec4.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+const MATMUL_INPUT: &str = include_str!("../../shaders/matmul_input.wgsl");
 const BIAS: &str = include_str!("../../shaders/bias.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const UPDATE: &str = include_str!("../../shaders/update.wgsl");
 const HEAD: &str = include_str!("../../shaders/head.wgsl");
+
+/// Bytes of the uniform arrays of matmul_input.wgsl (the most a uniform binding may hold on most
+/// adapters); buffers bound there are at least this large.
+pub const UNIFORM_ARRAY: u64 = 65_536;
 
 /// Which matmul implementation the pipelines use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +58,9 @@ pub enum Form {
     /// matmul_subgroup.wgsl: vec4 loads shared through subgroup shuffles, for adapters with
     /// 8-wide subgroups (llvmpipe); matmul_forward and matmul_backward_weight only.
     Subgroup,
+    /// matmul_input.wgsl: the subgroup form for the input layer, reading the batch packed (and
+    /// matmul_backward_weight's dout) from uniform buffers.
+    Input,
 }
 
 impl Form {
@@ -62,6 +70,7 @@ impl Form {
             Form::Scalar => "",
             Form::Vec4 => " (vec4)",
             Form::Subgroup => " (subgroup)",
+            Form::Input => " (subgroup, packed input)",
         }
     }
 
@@ -76,8 +85,7 @@ impl Form {
         let (r, c) = match (self, kernel) {
             (Form::Scalar, _) => (variant.block(), variant.block()),
             (Form::Vec4, _) => (64, 64),
-            (Form::Subgroup, Kernel::MatmulBackwardWeight) => (32, 32),
-            (Form::Subgroup, _) => (32, 32),
+            (Form::Subgroup | Form::Input, _) => (32, 32),
         };
         [
             cols.div_ceil(c as usize) as u32,
@@ -91,10 +99,13 @@ impl Form {
 pub enum Access {
     Read,
     ReadWrite,
+    /// The dispatch's own uniform block (or a buffer given as its source), bound last.
     Uniform,
+    /// A uniform buffer passed in the buffer list like the storage ones.
+    UniformBuffer,
 }
 
-use Access::{Read as R, ReadWrite as RW, Uniform as U};
+use Access::{Read as R, ReadWrite as RW, Uniform as U, UniformBuffer as UB};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -179,7 +190,7 @@ impl Kernel {
         match form {
             Form::Scalar => true,
             Form::Vec4 => self.is_matmul(),
-            Form::Subgroup => {
+            Form::Subgroup | Form::Input => {
                 matches!(self, Kernel::MatmulForward | Kernel::MatmulBackwardWeight)
             }
         }
@@ -189,6 +200,7 @@ impl Kernel {
         match form {
             Form::Vec4 => return ("matmul_vec4.wgsl", MATMUL_VEC4),
             Form::Subgroup => return ("matmul_subgroup.wgsl", MATMUL_SUBGROUP),
+            Form::Input => return ("matmul_input.wgsl", MATMUL_INPUT),
             Form::Scalar => {}
         }
         match self {
@@ -220,8 +232,9 @@ impl Kernel {
     /// (binding, access) in the order buffers are passed when binding; the uniform comes last.
     pub fn bindings(self) -> &'static [(u32, Access)] {
         match self {
+            // c, a, b, aux, then the packed batch and dout for the Input form, then the block.
             Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
-                &[(0, RW), (1, R), (2, R), (3, R), (4, U)]
+                &[(0, RW), (1, R), (2, R), (3, R), (8, UB), (9, UB), (4, U)]
             }
             Kernel::BiasBackward => &[(0, RW), (1, R), (2, U)],
             Kernel::ReluForward | Kernel::SigmoidForward | Kernel::TanhForward => {
@@ -236,7 +249,16 @@ impl Kernel {
             Kernel::MseBackward => &[(4, RW), (2, R), (3, R), (15, U)],
             Kernel::LossReduce => &[(6, RW), (7, RW), (8, R), (15, U)],
             Kernel::ArgmaxCorrect => &[(9, RW), (2, R), (3, R), (15, U)],
-            Kernel::BatchGather => &[(0, RW), (1, RW), (2, R), (3, R), (4, R), (5, R), (6, U)],
+            Kernel::BatchGather => &[
+                (0, RW),
+                (1, RW),
+                (2, R),
+                (3, R),
+                (4, R),
+                (5, R),
+                (7, RW),
+                (6, U),
+            ],
             Kernel::SgdUpdate => &[(0, RW), (1, RW), (2, R), (3, U)],
             Kernel::OutputLayerStep => &[
                 (0, R),
@@ -264,6 +286,8 @@ pub struct Kernels {
     pub subgroup: bool,
     /// Whether output_layer_step was built (it needs subgroups at least 8 wide).
     pub head: bool,
+    /// Whether the Input form was built (the subgroup form, and 64 KiB uniform bindings).
+    pub input: bool,
     pipelines: HashMap<(Kernel, Form), Pipeline>,
 }
 
@@ -279,6 +303,11 @@ impl Kernels {
         }
         if subgroup {
             forms.push(Form::Subgroup);
+        }
+        // The Input form's uniform arrays are 64 KiB.
+        let input = subgroup && ctx.limits.max_uniform_buffer_binding_size >= UNIFORM_ARRAY;
+        if input {
+            forms.push(Form::Input);
         }
         let all = forms
             .iter()
@@ -312,7 +341,9 @@ impl Kernels {
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
                         ty: match access {
-                            Access::Uniform => wgpu::BufferBindingType::Uniform,
+                            Access::Uniform | Access::UniformBuffer => {
+                                wgpu::BufferBindingType::Uniform
+                            }
                             Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
                             Access::ReadWrite => {
                                 wgpu::BufferBindingType::Storage { read_only: false }
@@ -356,6 +387,7 @@ impl Kernels {
             variant,
             subgroup,
             head: ctx.subgroups,
+            input,
             pipelines,
         })
     }

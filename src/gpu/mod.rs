@@ -48,6 +48,8 @@ const SLOT_FROM_STATE: u32 = 4;
 const ADVANCE: u32 = 8;
 const WITH_GRAD: u32 = 16;
 const FROM_STATE: u32 = 1;
+/// batch_gather writes the batch packed, to xb (see shaders/gather.wgsl).
+pub const PACKED: u32 = 2;
 
 /// A device with its pipelines, shared by every model built on it.
 pub struct Gpu {
@@ -56,6 +58,8 @@ pub struct Gpu {
     /// Fold activations (and their derivatives) into the matmul epilogues: two fewer dispatches
     /// per hidden layer. Off (`--unfused`) runs them as their own kernels.
     pub fuse: bool,
+    /// Bound as the Input form's uniform arrays by the products that do not read them.
+    no_uniform: wgpu::Buffer,
 }
 
 impl Gpu {
@@ -69,10 +73,17 @@ impl Gpu {
             MatmulVariant::Tiled
         });
         let kernels = Kernels::new(&ctx, variant)?;
+        let no_uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform array (unused)"),
+            size: kernels::UNIFORM_ARRAY,
+            usage: wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        });
         Ok(Gpu {
             ctx,
             kernels,
             fuse: !opts.unfused,
+            no_uniform,
         })
     }
 
@@ -85,6 +96,30 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         })
+    }
+
+    /// A storage buffer that can also be bound as one of the Input form's 64 KiB uniform arrays.
+    fn storage_uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(kernels::UNIFORM_ARRAY).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer holding `contents` (readable back, for the parity checks).
+    pub fn uniform_init(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        self.ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC,
+            })
     }
 
     pub fn storage_init(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
@@ -151,10 +186,14 @@ struct Workspace {
     losses: wgpu::Buffer,
     /// labels: [rows] u32
     labels: wgpu::Buffer,
+    /// xb: [rows, 196] u32, the batch still packed (where the Input form reads it).
+    xb: wgpu::Buffer,
+    /// The gather writes xb instead of activations[0], and layer 0's products read it.
+    packed: bool,
 }
 
 impl Workspace {
-    fn new(gpu: &Gpu, spec: &ModelSpec, rows: usize, name: &str) -> Self {
+    fn new(gpu: &Gpu, spec: &ModelSpec, rows: usize, name: &str, packed: bool) -> Self {
         let f = |n: usize| (n * 4) as u64;
         Workspace {
             rows,
@@ -171,12 +210,14 @@ impl Workspace {
                 .map(|(l, &s)| {
                     // Entry 0 is never written, but output_layer_step binds it as a vec4 array.
                     let n = if l == 0 { 4 } else { rows * s };
-                    gpu.storage(&format!("{name}.dactivations[{l}]"), f(n))
+                    gpu.storage_uniform(&format!("{name}.dactivations[{l}]"), f(n))
                 })
                 .collect(),
             probs: gpu.storage(&format!("{name}.probs"), f(rows * CLASSES)),
             losses: gpu.storage(&format!("{name}.losses"), f(rows)),
             labels: gpu.storage(&format!("{name}.labels"), f(rows)),
+            xb: gpu.storage_uniform(&format!("{name}.xb"), (rows * PIXELS) as u64),
+            packed,
         }
     }
 }
@@ -243,27 +284,13 @@ struct Mm {
     bias_off: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn push_mm(
-    pb: &mut PlanBuilder<'_>,
-    kernels: &Kernels,
-    label: String,
-    kernel: Kernel,
-    out: &wgpu::Buffer,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    mm: Mm,
-) {
-    let u = |x: usize| x as u32;
-    let variant = kernels.variant;
-    let subgroup = kernels.subgroup;
-    // The vec4 kernels need every row start 16-byte aligned; check the strides that step rows.
+/// Whether the vec4 forms can run `mm`: every row start 16-byte aligned (the strides that step
+/// rows, the offsets, and C's rows).
+fn vec4_ok(kernel: Kernel, mm: &Mm) -> bool {
     let al = |x: usize| x.is_multiple_of(4);
-    let vec4 = variant == MatmulVariant::Blocked
-        && al(mm.n)
+    // store4 reads the bias or the activation as vec4s at bias_off.
+    al(mm.n)
         && al(mm.c_off)
-        // store4 reads the bias or the activation as vec4s at bias_off.
         && al(mm.bias_off)
         && match kernel {
             Kernel::MatmulForward => {
@@ -272,24 +299,50 @@ fn push_mm(
             Kernel::MatmulBackwardInput => {
                 al(mm.k) && al(mm.n) && al(mm.a.0) && al(mm.a.1) && al(mm.b.0) && al(mm.b.1)
             }
-            _ => {
-                al(mm.m)
-                    && al(mm.a.0)
-                    && al(mm.a.2)
-                    && al(mm.b.0)
-                    && al(mm.b.1)
-                    && (mm.flags & BIAS_GRAD == 0 || al(mm.bias_off))
-            }
-        };
-    let form = match (vec4, subgroup && kernel.has_form(Form::Subgroup)) {
+            _ => al(mm.m) && al(mm.a.0) && al(mm.a.2) && al(mm.b.0) && al(mm.b.1),
+        }
+}
+
+/// Pushes one matrix product. `packed`: the batch, packed, which the Input form reads in place
+/// of the float one (the caller has checked [`packed_input`]).
+#[allow(clippy::too_many_arguments)]
+fn push_mm(
+    pb: &mut PlanBuilder<'_>,
+    g: &Gpu,
+    label: String,
+    kernel: Kernel,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    packed: Option<&wgpu::Buffer>,
+    mm: Mm,
+) {
+    let u = |x: usize| x as u32;
+    let kernels = &g.kernels;
+    let variant = kernels.variant;
+    let vec4 = variant == MatmulVariant::Blocked && vec4_ok(kernel, &mm);
+    let form = match (vec4, kernels.subgroup && kernel.has_form(Form::Subgroup)) {
+        _ if packed.is_some() => Form::Input,
         (true, true) => Form::Subgroup,
         (true, false) => Form::Vec4,
         (false, _) => Form::Scalar,
     };
+    // The Input form's uniform arrays: the packed batch, and matmul_backward_weight's dout.
+    let xu = packed.unwrap_or(&g.no_uniform);
+    let du = match packed {
+        Some(_) if kernel == Kernel::MatmulBackwardWeight => a,
+        _ => &g.no_uniform,
+    };
+    let label = if packed.is_some() {
+        label.replace("activations[0]", "xb (packed)")
+    } else {
+        label
+    };
     pb.push(
         label,
         kernel,
-        &[out, a, b, bias],
+        &[out, a, b, bias, xu, du],
         words(&[
             u(mm.m),
             u(mm.n),
@@ -308,6 +361,43 @@ fn push_mm(
     );
     pb.set_flops(2 * (mm.m * mm.n * mm.k) as u64);
     pb.set_form(form);
+}
+
+/// Whether a training plan of `rows` rows keeps its batch packed for the Input form: the form
+/// is built, a hidden layer follows the input (whose forward and weight-gradient products both
+/// take the vec4 path), and the packed batch and that layer's dout fit a uniform binding.
+fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
+    let layers = spec.layers();
+    let (Some(l), true) = (layers.first(), layers.len() > 1) else {
+        return false;
+    };
+    let fwd = Mm {
+        m: rows,
+        n: l.out,
+        k: l.inp,
+        flags: 0,
+        a: (0, l.inp, 1),
+        b: (l.w_off, 1, l.inp),
+        c_off: 0,
+        bias_off: l.b_off,
+    };
+    let bwd = Mm {
+        m: l.out,
+        n: l.inp,
+        k: rows,
+        flags: BIAS_GRAD,
+        a: (0, 1, l.out),
+        b: (0, l.inp, 1),
+        c_off: l.w_off,
+        bias_off: l.b_off,
+    };
+    let fits = |bytes: usize| bytes as u64 <= kernels::UNIFORM_ARRAY;
+    g.kernels.input
+        && g.kernels.variant == MatmulVariant::Blocked
+        && vec4_ok(Kernel::MatmulForward, &fwd)
+        && vec4_ok(Kernel::MatmulBackwardWeight, &bwd)
+        && fits(rows * l.inp)
+        && fits(rows * l.out * 4)
 }
 
 fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
@@ -377,8 +467,10 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let ws = Workspace::new(g, &spec, batch.min(CHUNK_ROWS), "train");
-        let eval_ws = Workspace::new(g, &spec, EVAL_ROWS.min(test.len().max(1)), "eval");
+        let rows = batch.min(CHUNK_ROWS);
+        let packed = g.fuse && packed_input(g, &spec, rows);
+        let ws = Workspace::new(g, &spec, rows, "train", packed);
+        let eval_ws = Workspace::new(g, &spec, EVAL_ROWS.min(test.len().max(1)), "eval", false);
 
         let b = Buffers {
             params: &params_buf,
@@ -513,7 +605,7 @@ fn push_forward(
         let fuse = g.fuse && l != last;
         push_mm(
             pb,
-            &g.kernels,
+            g,
             if fuse {
                 format!(
                     "layers.{l} activations[{}] = {}(activations[{l}]·Wᵀ + b)",
@@ -531,6 +623,7 @@ fn push_forward(
             &ws.activations[l],
             params,
             params,
+            (l == 0 && ws.packed).then_some(&ws.xb),
             Mm {
                 m: rows,
                 n: s.out,
@@ -713,7 +806,7 @@ fn push_backward(
         // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
-            &g.kernels,
+            g,
             if g.fuse {
                 format!(
                     "layers.{l} grads.weight, grads.bias = dactivations[{}]ᵀ·[activations[{l}], 1]",
@@ -730,6 +823,7 @@ fn push_backward(
             &ws.dactivations[l + 1],
             &ws.activations[l],
             &ws.activations[l],
+            (l == 0 && ws.packed).then_some(&ws.xb),
             Mm {
                 m: s.out,
                 n: s.inp,
@@ -756,7 +850,7 @@ fn push_backward(
             let (_, dact) = act_flags(spec.activation);
             push_mm(
                 pb,
-                &g.kernels,
+                g,
                 if g.fuse {
                     format!(
                         "layers.{l} dactivations[{l}] = dactivations[{}]·W ⊙ {}'",
@@ -771,6 +865,7 @@ fn push_backward(
                 &ws.dactivations[l + 1],
                 b.params,
                 if g.fuse { &ws.activations[l] } else { b.params },
+                None,
                 Mm {
                     m: rows,
                     n: s.inp,
@@ -806,6 +901,12 @@ fn push_gather(
     state: &wgpu::Buffer,
     u: [u32; 4],
 ) {
+    // Packed, the batch goes to xb rather than activations[0].
+    let label = if ws.packed {
+        label.replacen("activations[0]", "xb (packed)", 1)
+    } else {
+        label
+    };
     pb.push(
         label,
         Kernel::BatchGather,
@@ -816,8 +917,9 @@ fn push_gather(
             &data.labels,
             order,
             state,
+            &ws.xb,
         ],
-        words(&u),
+        words(&[u[0], u[1], u[2], u[3] | if ws.packed { PACKED } else { 0 }]),
         groups_1d(u[0] as usize * PIXELS / 16, 256),
     );
 }

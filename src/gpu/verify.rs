@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::cpu::{self, CpuBackend, kernels as twin};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::Form;
+use crate::gpu::kernels::{Access, Form};
 use crate::gpu::plan::{PlanBuilder, groups_1d, words};
 use crate::gpu::{Gpu, GpuBackend, Kernel, act_flags};
 use crate::model::{Activation, Init, Loss, ModelSpec};
@@ -85,10 +85,24 @@ pub fn run_one(
     uniform: &[u32],
     workgroups: [u32; 3],
 ) -> Result<Vec<Vec<u8>>> {
+    // In binding order, as PlanBuilder binds them: storage buffers and uniform arrays.
+    let access: Vec<Access> = kernel
+        .bindings()
+        .iter()
+        .map(|&(_, a)| a)
+        .filter(|&a| a != Access::Uniform)
+        .collect();
     let bufs: Vec<wgpu::Buffer> = inputs
         .iter()
         .enumerate()
-        .map(|(i, b)| gpu.storage_init(&format!("{}[{i}]", kernel.name()), b))
+        .map(|(i, b)| {
+            let label = format!("{}[{i}]", kernel.name());
+            if access.get(i) == Some(&Access::UniformBuffer) {
+                gpu.uniform_init(&label, b)
+            } else {
+                gpu.storage_init(&label, b)
+            }
+        })
         .collect();
     let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
     let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
@@ -127,6 +141,141 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
+
+/// The Input form of matmul_forward (`backward` false: out = relu(x·Wᵀ + b)) or of
+/// matmul_backward_weight (`backward` true: dW, db (+)= doutᵀ·[x, 1]), where x [B, 784] arrives
+/// packed (u8 pixels, 4 per u32) in a uniform buffer, against the CPU's batch_gather then the
+/// float twins. B ≤ 83 (the packed batch fits 64 KiB).
+pub fn check_matmul_input(
+    gpu: &Gpu,
+    b: usize,
+    n: usize,
+    backward: bool,
+    accumulate: bool,
+    seed: u32,
+) -> Result<CheckRow> {
+    let k = PIXELS;
+    let pixels: Vec<u8> = (0..b * k)
+        .map(|i| (rng::hash3(seed, 50, i as u32) & 255) as u8)
+        .collect();
+    let mut packed = pixels.clone();
+    packed.resize(NO_UNIFORM.len(), 0);
+    let labels = vec![0u8; b];
+    let order: Vec<u32> = (0..b as u32).collect();
+    let mut x = vec![0.0; b * k];
+    let mut y = vec![0u32; b];
+    twin::batch_gather(&mut x, &mut y, &pixels, &labels, &order, 0, b);
+    let (w_off, b_off) = (4, 4 + n * k);
+    let form = Form::Input;
+    if !backward {
+        let params = rand_vec(b_off + n, seed, 51, -0.1, 0.1);
+        let mut want = vec![0.0; b * n];
+        twin::matmul_forward(
+            &mut want,
+            &x,
+            &params[w_off..b_off],
+            &params[b_off..],
+            b,
+            k,
+            n,
+        );
+        twin::activation_forward(Activation::Relu, &mut want);
+        let out = run_one(
+            gpu,
+            Kernel::MatmulForward,
+            form,
+            &[
+                bytes(&vec![0f32; b * n]),
+                &NO_UNIFORM[..16],
+                bytes(&params),
+                bytes(&params),
+                &packed,
+                &NO_UNIFORM,
+            ],
+            &forward_words(b, k, n, 1 | act_flags(Activation::Relu).0, w_off, b_off),
+            form.groups(Kernel::MatmulForward, gpu.kernels.variant, b, n),
+        )?;
+        return Ok(compare(
+            "matmul_forward + relu_forward (subgroup, packed input)",
+            format!("B={b} K={k} N={n}"),
+            &f32s(&out[0]),
+            &want,
+            1e-5,
+            1e-4,
+        ));
+    }
+    let mut dout = rand_vec(b * n, seed, 52, -1.0, 1.0);
+    let grads = rand_vec(b_off + n, seed, 53, -1.0, 1.0);
+    let mut want = grads.clone();
+    let (dw, db) = want[w_off..].split_at_mut(n * k);
+    twin::matmul_backward_weight(dw, &dout, &x, b, k, n, accumulate);
+    twin::bias_backward(db, &dout, b, n, accumulate);
+    dout.resize(NO_UNIFORM.len() / 4, 0.0);
+    let out = run_one(
+        gpu,
+        Kernel::MatmulBackwardWeight,
+        form,
+        &[
+            bytes(&grads),
+            bytes(&dout),
+            &NO_UNIFORM[..16],
+            &NO_UNIFORM[..16],
+            &packed,
+            bytes(&dout),
+        ],
+        &weight_words(
+            b,
+            k,
+            n,
+            crate::gpu::BIAS_GRAD | if accumulate { 2 } else { 0 },
+            w_off,
+            b_off,
+        ),
+        form.groups(Kernel::MatmulBackwardWeight, gpu.kernels.variant, n, k),
+    )?;
+    Ok(compare(
+        "matmul_backward_weight + bias_backward (subgroup, packed input)",
+        format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
+        &f32s(&out[0]),
+        &want,
+        1e-5,
+        1e-4,
+    ))
+}
+
+/// Shapes for [`check_matmul_input`]: (batch, out): batch 1, a batch off the tile, the default
+/// model, the largest packed batch, an output off the tile.
+pub const INPUT_SHAPES: [(usize, usize); 5] = [(1, 128), (7, 36), (64, 128), (83, 64), (20, 100)];
+
+/// matmul_forward's uniform block for out[B,N] = inp[B,K]·W[N,K]ᵀ + bias, W and bias at offsets.
+fn forward_words(
+    b: usize,
+    k: usize,
+    n: usize,
+    flags: u32,
+    w_off: usize,
+    b_off: usize,
+) -> [u32; 12] {
+    let [b, k, n, w_off, b_off] = [b, k, n, w_off, b_off].map(|x| x as u32);
+    [b, n, k, flags, 0, k, 1, w_off, 1, k, 0, b_off]
+}
+
+/// matmul_backward_weight's uniform block for dW[N,K] (+)= dout[B,N]ᵀ·inp[B,K] at `off`.
+fn weight_words(
+    b: usize,
+    k: usize,
+    n: usize,
+    flags: u32,
+    off: usize,
+    bias_off: usize,
+) -> [u32; 12] {
+    let [b, k, n, off, bias_off] = [b, k, n, off, bias_off].map(|x| x as u32);
+    [n, k, b, flags, 0, 1, n, 0, k, 1, off, bias_off]
+}
+
+/// What the products that do not read the Input form's uniform arrays bind there (64 KiB).
+static NO_UNIFORM: [u8; crate::gpu::kernels::UNIFORM_ARRAY as usize] =
+    [0; crate::gpu::kernels::UNIFORM_ARRAY as usize];
 
 /// Matrix-product shapes (batch, in, out): batch 1, odd sizes, sizes off the tile, K > M, N.
 pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
@@ -206,21 +355,10 @@ fn matmul_forward_case(
             bytes(&inp),
             bytes(&params),
             bytes(&params),
+            &NO_UNIFORM,
+            &NO_UNIFORM,
         ],
-        &[
-            b as u32,
-            n as u32,
-            k as u32,
-            flags,
-            0,
-            k as u32,
-            1,
-            w_off as u32,
-            1,
-            k as u32,
-            0,
-            b_off as u32,
-        ],
+        &forward_words(b, k, n, flags, w_off, b_off),
         form.groups(Kernel::MatmulForward, gpu.kernels.variant, b, n),
     )?;
     Ok(compare(
@@ -284,6 +422,8 @@ fn matmul_backward_input_case(
             bytes(&dout),
             bytes(&params),
             bytes(&act_out),
+            &NO_UNIFORM,
+            &NO_UNIFORM,
         ],
         &[
             b as u32,
@@ -361,21 +501,15 @@ fn matmul_backward_weight_case(
         gpu,
         Kernel::MatmulBackwardWeight,
         form,
-        &[bytes(&grads), bytes(&dout), bytes(&inp), bytes(&inp)],
         &[
-            n as u32,
-            k as u32,
-            b as u32,
-            flags,
-            0,
-            1,
-            n as u32,
-            0,
-            k as u32,
-            1,
-            off as u32,
-            bias_off as u32,
+            bytes(&grads),
+            bytes(&dout),
+            bytes(&inp),
+            bytes(&inp),
+            &NO_UNIFORM,
+            &NO_UNIFORM,
         ],
+        &weight_words(b, k, n, flags, off, bias_off),
         form.groups(Kernel::MatmulBackwardWeight, gpu.kernels.variant, n, k),
     )?;
     let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
@@ -711,6 +845,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
             bytes(&labels),
             bytes(&order),
             bytes(&[step as u32, 0, 0, 0]),
+            &[0u8; 16],
         ],
         &[rows as u32, batch as u32, base as u32, 1],
         groups_1d(rows * PIXELS / 16, 256),
@@ -726,6 +861,59 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
         &x,
         1e-7,
         1e-6,
+    ))
+}
+
+/// batch_gather with PACKED: the rows' pixels copied still packed to xb, and the labels.
+pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
+    let n = 300;
+    let images: Vec<u8> = (0..n * PIXELS)
+        .map(|i| (rng::hash3(seed, 56, i as u32) & 255) as u8)
+        .collect();
+    let labels: Vec<u32> = (0..n)
+        .map(|i| rng::hash3(seed, 57, i as u32) % 10)
+        .collect();
+    let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
+    let (batch, step) = (rows, 2usize);
+    let mut want: Vec<f32> = Vec::new();
+    for r in 0..rows {
+        let s = order[step * batch + r] as usize;
+        want.extend(
+            images[s * PIXELS..(s + 1) * PIXELS]
+                .iter()
+                .map(|&p| p as f32),
+        );
+    }
+    want.extend((0..rows).map(|r| labels[order[step * batch + r] as usize] as f32));
+    let out = run_one(
+        gpu,
+        Kernel::BatchGather,
+        Form::Scalar,
+        &[
+            &[0u8; 16],
+            bytes(&vec![0u32; rows]),
+            &images,
+            bytes(&labels),
+            bytes(&order),
+            bytes(&[step as u32, 0, 0, 0]),
+            &vec![0u8; rows * PIXELS],
+        ],
+        &[rows as u32, batch as u32, 0, 1 | crate::gpu::PACKED],
+        groups_1d(rows * PIXELS / 16, 256),
+    )?;
+    let mut got: Vec<f32> = out[6].iter().map(|&p| p as f32).collect();
+    got.extend(
+        bytemuck::pod_collect_to_vec::<u8, u32>(&out[1])
+            .iter()
+            .map(|&v| v as f32),
+    );
+    Ok(compare(
+        "batch_gather",
+        format!("packed rows={rows}"),
+        &got,
+        &want,
+        0.0,
+        0.0,
     ))
 }
 
@@ -869,9 +1057,16 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     for (i, b) in [1, 7, 100].into_iter().enumerate() {
         rows.push(check_argmax_correct(gpu, b, i as u32)?);
         rows.push(check_batch_gather(gpu, b, i as u32)?);
+        rows.push(check_batch_gather_packed(gpu, b, i as u32)?);
     }
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
         rows.push(check_sgd_update(gpu, n, i as u32)?);
+    }
+    if gpu.kernels.input {
+        for (i, &(b, n)) in INPUT_SHAPES.iter().enumerate() {
+            rows.push(check_matmul_input(gpu, b, n, false, false, i as u32)?);
+            rows.push(check_matmul_input(gpu, b, n, true, i % 2 == 1, i as u32)?);
+        }
     }
     // output_layer_step exists only where the adapter has subgroups.
     if gpu.kernels.head {
