@@ -27,6 +27,10 @@ pub trait Backend {
     fn begin_epoch(&mut self, order: &[u32]) -> Result<()>;
     /// One forward/backward/update on samples `order[start..start + len]`.
     fn step(&mut self, step: usize, start: usize, len: usize, lr: f32) -> Result<()>;
+    /// Σ per-sample loss of each step of this epoch so far (`--log-every`). On the GPU this waits
+    /// for the queued steps and reads the per-step sums back: the one readback inside an epoch,
+    /// and only when asked for.
+    fn step_loss_sums(&mut self) -> Result<Vec<f32>>;
     /// Finishes the epoch's queued work and returns its statistics.
     fn end_epoch(&mut self) -> Result<EpochStats>;
     /// Loss and accuracy on the test set with the current parameters.

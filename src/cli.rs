@@ -174,6 +174,10 @@ pub struct TrainArgs {
     /// Save the trained model as a safetensors checkpoint.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Also print the mean training loss every N steps. The loss is summed on the device, so on
+    /// the GPU this reads it back every N steps instead of once per epoch.
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Print the GPU step plan (every dispatch of a step, in order) and exit.
@@ -329,6 +333,11 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     if args.epochs == 0 {
         return Err(Error::InvalidArg("--epochs 0: nothing to train".into()));
     }
+    if args.log_every == Some(0) {
+        return Err(Error::InvalidArg(
+            "--log-every 0: give a number of steps, at least 1".into(),
+        ));
+    }
     if args.limit == Some(0) {
         return Err(Error::InvalidArg(
             "--limit 0: no samples to train on".into(),
@@ -394,6 +403,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         lr,
         seed: args.seed,
         progress: !quiet,
+        log_every: args.log_every,
     };
     let mut lines = String::new();
     let metrics = args.metrics.clone();

@@ -74,6 +74,8 @@ pub struct TrainConfig {
     pub lr: f32,
     pub seed: u32,
     pub progress: bool,
+    /// Print the mean training loss every this many steps (`--log-every`).
+    pub log_every: Option<usize>,
 }
 
 /// One line of `--metrics`.
@@ -117,6 +119,24 @@ pub fn train(
             let len = cfg.batch.min(n_train - start);
             backend.step(step, start, len, cfg.lr)?;
             bar.inc(1);
+            if let Some(n) = cfg.log_every.filter(|&n| (step + 1) % n == 0) {
+                let sums = backend.step_loss_sums()?;
+                let from = sums.len().saturating_sub(n);
+                let total: f64 = sums[from..].iter().map(|&l| l as f64).sum();
+                let samples = (from * cfg.batch..(step * cfg.batch + len)).len();
+                let line = format!(
+                    "epoch {epoch:>3}  step {:>6}/{steps}  train loss {:.4} (mean of the last {} steps)",
+                    step + 1,
+                    total / samples.max(1) as f64,
+                    sums.len() - from,
+                );
+                // A hidden bar (--quiet) prints nothing through println.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
         }
         let stats = backend.end_epoch()?;
         let secs = t0.elapsed().as_secs_f64();

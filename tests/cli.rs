@@ -143,6 +143,42 @@ fn every_kind_of_descent_runs_stochastic_minibatch_and_full_batch() {
     }
 }
 
+/// `--log-every N` prints the mean loss of the last N steps, N steps apart, within each epoch.
+#[test]
+fn log_every_prints_running_losses() {
+    let mirror = mnist_mirror();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (ok, out, err) = descent(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--limit",
+        "640",
+        "--epochs",
+        "2",
+        "--log-every",
+        "4",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--mirror",
+        &mirror,
+    ]);
+    assert!(ok, "{out}\n{err}");
+    // 640 samples at batch 64: 10 steps, logged after steps 4 and 8 of each epoch.
+    for epoch in ["epoch   1", "epoch   2"] {
+        for step in ["step      4/10", "step      8/10"] {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(epoch) && l.contains(step))
+                .unwrap_or_else(|| panic!("no {epoch} {step} line:\n{out}"));
+            assert!(line.contains("(mean of the last 4 steps)"), "{line}");
+        }
+    }
+    assert_eq!(out.matches("mean of the last").count(), 4, "{out}");
+}
+
 #[test]
 fn bad_flags_exit_non_zero_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
@@ -157,6 +193,7 @@ fn bad_flags_exit_non_zero_with_a_message() {
         (&["--loss", "hinge"], "hinge"),
         (&["--momentum", "1.5"], "--momentum"),
         (&["--epochs", "0"], "--epochs"),
+        (&["--log-every", "0"], "--log-every"),
         (&["--limit", "0"], "--limit"),
         (&["--dataset", "cifar"], "cifar"),
         (&["--mirror", "ftp://x"], "mirror"),

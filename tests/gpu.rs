@@ -465,6 +465,48 @@ fn an_epoch_submits_in_batches_and_reads_back_once() {
     }
 }
 
+/// `--log-every` on the GPU reads the per-step losses back mid-epoch; they match the CPU's.
+#[test]
+fn log_every_on_the_gpu_matches_the_cpu() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mirror = common::mnist_mirror();
+    let run = |device: &str| {
+        let (ok, out, err) = common::descent(&[
+            "train",
+            "--quiet",
+            "--device",
+            device,
+            "--limit",
+            "1280",
+            "--epochs",
+            "1",
+            "--log-every",
+            "5",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--mirror",
+            &mirror,
+        ]);
+        assert!(ok, "{device}: {out}\n{err}");
+        let losses: Vec<f64> = out
+            .lines()
+            .filter(|l| l.contains("mean of the last"))
+            .map(|l| {
+                let after = l.split("train loss ").nth(1).unwrap();
+                after.split_whitespace().next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(losses.len(), 4, "{device}: {out}");
+        losses
+    };
+    let (gpu, cpu) = (run("gpu"), run("cpu"));
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!((g - c).abs() <= 2e-4, "gpu {gpu:?} vs cpu {cpu:?}");
+    }
+}
+
 #[test]
 fn device_gpu_with_a_missing_adapter_fails_clearly() {
     let _g = serial();

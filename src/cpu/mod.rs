@@ -173,6 +173,8 @@ pub struct CpuBackend {
     /// order: [n_train], this epoch's visiting order.
     order: Vec<u32>,
     stats: EpochStats,
+    /// Σ loss of each step of the epoch so far.
+    step_sums: Vec<f32>,
 }
 
 impl CpuBackend {
@@ -205,6 +207,7 @@ impl CpuBackend {
             eval_ws: None,
             order: Vec::new(),
             stats: EpochStats::default(),
+            step_sums: Vec::new(),
         }
     }
 }
@@ -218,6 +221,7 @@ impl Backend for CpuBackend {
         self.order.clear();
         self.order.extend_from_slice(order);
         self.stats = EpochStats::default();
+        self.step_sums.clear();
         Ok(())
     }
 
@@ -259,6 +263,7 @@ impl Backend for CpuBackend {
         }
         self.stats.loss_sum += loss;
         self.stats.samples += len;
+        self.step_sums.push(loss as f32);
         // Sum the workers' gradients and update, each thread on its own slice of the parameters
         // (the update is memory-bound: at batch 1 it is most of the step).
         let (first, rest) = self.workers.split_at_mut(1);
@@ -278,6 +283,10 @@ impl Backend for CpuBackend {
                 sgd_update(p, v, g, lr, momentum);
             });
         Ok(())
+    }
+
+    fn step_loss_sums(&mut self) -> Result<Vec<f32>> {
+        Ok(self.step_sums.clone())
     }
 
     fn end_epoch(&mut self) -> Result<EpochStats> {

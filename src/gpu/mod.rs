@@ -1156,6 +1156,10 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn step_loss_sums(&mut self) -> Result<Vec<f32>> {
+        self.step_losses()
+    }
+
     fn end_epoch(&mut self) -> Result<EpochStats> {
         let losses = self.step_losses()?;
         let mut stats = EpochStats {
