@@ -74,24 +74,14 @@ impl Form {
         }
     }
 
-    /// Workgroups for a matrix product by `kernel` whose output C is `rows` x `cols`.
-    pub fn groups(
-        self,
-        kernel: Kernel,
-        variant: MatmulVariant,
-        rows: usize,
-        cols: usize,
-    ) -> [u32; 3] {
-        let (r, c) = match (self, kernel) {
-            (Form::Scalar, _) => (variant.block(), variant.block()),
-            (Form::Vec4, _) => (64, 64),
-            (Form::Subgroup | Form::Input, _) => (32, 32),
-        };
-        [
-            cols.div_ceil(c as usize) as u32,
-            rows.div_ceil(r as usize) as u32,
-            1,
-        ]
+    /// Workgroups for a matrix product whose output C is `rows` x `cols`.
+    pub fn groups(self, variant: MatmulVariant, rows: usize, cols: usize) -> [u32; 3] {
+        let side = match self {
+            Form::Scalar => variant.block(),
+            Form::Vec4 => 64,
+            Form::Subgroup | Form::Input => 32,
+        } as usize;
+        [cols.div_ceil(side) as u32, rows.div_ceil(side) as u32, 1]
     }
 }
 

@@ -1,6 +1,7 @@
 //! The GPU path: WGSL kernels through wgpu, with the data set resident on the device and every
 //! step replayed from a prebuilt plan. No host transfer happens inside an epoch except the
-//! shuffled order written at its start; the per-step losses are read back once at its end.
+//! shuffled order written at its start; the per-step losses are read back once at its end (and
+//! every N steps with `--log-every N`).
 
 pub mod context;
 pub mod kernels;
@@ -15,7 +16,7 @@ use wgpu::util::DeviceExt;
 use crate::backend::{Backend, EpochStats, EvalStats};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
-use crate::model::{Activation, Loss, ModelSpec};
+use crate::model::{Activation, LayerShape, Loss, ModelSpec};
 pub use context::{GpuContext, GpuOptions};
 pub use kernels::{Form, Kernel, Kernels, MatmulVariant};
 use plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
@@ -88,25 +89,26 @@ impl Gpu {
     }
 
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        })
+        self.storage_with(label, bytes.max(4), wgpu::BufferUsages::empty())
     }
 
     /// A storage buffer that can also be bound as one of the Input form's 64 KiB uniform arrays.
     fn storage_uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.storage_with(
+            label,
+            bytes.max(kernels::UNIFORM_ARRAY),
+            wgpu::BufferUsages::UNIFORM,
+        )
+    }
+
+    fn storage_with(&self, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
         self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(kernels::UNIFORM_ARRAY).next_multiple_of(4),
+            size: bytes.next_multiple_of(4),
             usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+                | wgpu::BufferUsages::COPY_SRC
+                | extra,
             mapped_at_creation: false,
         })
     }
@@ -178,7 +180,8 @@ struct Workspace {
     rows: usize,
     /// activations[l]: [rows, sizes[l]]
     activations: Vec<wgpu::Buffer>,
-    /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 16-byte placeholder)
+    /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 16-byte placeholder; entry 1 is at least
+    /// 64 KiB and uniform-capable when `packed`)
     dactivations: Vec<wgpu::Buffer>,
     /// probs: [rows, 10]
     probs: wgpu::Buffer,
@@ -186,7 +189,8 @@ struct Workspace {
     losses: wgpu::Buffer,
     /// labels: [rows] u32
     labels: wgpu::Buffer,
-    /// xb: [rows, 196] u32, the batch still packed (where the Input form reads it).
+    /// xb: [rows, 196] u32, the batch still packed (where the Input form reads it); a 16-byte
+    /// placeholder when not `packed`.
     xb: wgpu::Buffer,
     /// The gather writes xb instead of activations[0], and layer 0's products read it.
     packed: bool,
@@ -208,15 +212,25 @@ impl Workspace {
                 .iter()
                 .enumerate()
                 .map(|(l, &s)| {
-                    // Entry 0 is never written, but output_layer_step binds it as a vec4 array.
-                    let n = if l == 0 { 4 } else { rows * s };
-                    gpu.storage_uniform(&format!("{name}.dactivations[{l}]"), f(n))
+                    let label = format!("{name}.dactivations[{l}]");
+                    match l {
+                        // Never written, but output_layer_step binds it as a vec4 array.
+                        0 => gpu.storage(&label, 16),
+                        // Packed, the Input form's weight gradient reads it as a uniform array.
+                        1 if packed => gpu.storage_uniform(&label, f(rows * s)),
+                        _ => gpu.storage(&label, f(rows * s)),
+                    }
                 })
                 .collect(),
             probs: gpu.storage(&format!("{name}.probs"), f(rows * CLASSES)),
             losses: gpu.storage(&format!("{name}.losses"), f(rows)),
             labels: gpu.storage(&format!("{name}.labels"), f(rows)),
-            xb: gpu.storage_uniform(&format!("{name}.xb"), (rows * PIXELS) as u64),
+            // batch_gather binds it either way; only the packed path writes it.
+            xb: if packed {
+                gpu.storage_uniform(&format!("{name}.xb"), (rows * PIXELS) as u64)
+            } else {
+                gpu.storage(&format!("{name}.xb"), 16)
+            },
             packed,
         }
     }
@@ -241,7 +255,8 @@ pub struct GpuBackend {
     grads: wgpu::Buffer,
     /// order: [n_train], the epoch's visiting order.
     order: wgpu::Buffer,
-    /// state: [4] u32; state[0] is the step within the epoch, advanced by loss_reduce.
+    /// state: [4] u32; state[0] is the step within the epoch, advanced by output_layer_step (or
+    /// loss_reduce).
     state: wgpu::Buffer,
     /// step_losses: [steps per epoch], Σ loss of each step's batch.
     step_losses: wgpu::Buffer,
@@ -282,6 +297,37 @@ struct Mm {
     b: (usize, usize, usize),
     c_off: usize,
     bias_off: usize,
+}
+
+impl Mm {
+    /// matmul_forward of layer `l` over `rows` rows: out[rows, out] = inp[rows, in]·Wᵀ + b.
+    fn forward(l: &LayerShape, rows: usize, flags: u32) -> Self {
+        Mm {
+            m: rows,
+            n: l.out,
+            k: l.inp,
+            flags,
+            a: (0, l.inp, 1),
+            b: (l.w_off, 1, l.inp),
+            c_off: 0,
+            bias_off: l.b_off,
+        }
+    }
+
+    /// matmul_backward_weight of layer `l` over `rows` rows: dW[out, in] (+)= doutᵀ·inp, with
+    /// the bias gradient at the bias's offset.
+    fn weight(l: &LayerShape, rows: usize, flags: u32) -> Self {
+        Mm {
+            m: l.out,
+            n: l.inp,
+            k: rows,
+            flags,
+            a: (0, 1, l.out),
+            b: (0, l.inp, 1),
+            c_off: l.w_off,
+            bias_off: l.b_off,
+        }
+    }
 }
 
 /// Whether the vec4 forms can run `mm`: every row start 16-byte aligned (the strides that step
@@ -357,7 +403,7 @@ fn push_mm(
             u(mm.c_off),
             u(mm.bias_off),
         ]),
-        form.groups(kernel, variant, mm.m, mm.n),
+        form.groups(variant, mm.m, mm.n),
     );
     pb.set_flops(2 * (mm.m * mm.n * mm.k) as u64);
     pb.set_form(form);
@@ -371,29 +417,10 @@ fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
     let (Some(l), true) = (layers.first(), layers.len() > 1) else {
         return false;
     };
-    let fwd = Mm {
-        m: rows,
-        n: l.out,
-        k: l.inp,
-        flags: 0,
-        a: (0, l.inp, 1),
-        b: (l.w_off, 1, l.inp),
-        c_off: 0,
-        bias_off: l.b_off,
-    };
-    let bwd = Mm {
-        m: l.out,
-        n: l.inp,
-        k: rows,
-        flags: BIAS_GRAD,
-        a: (0, 1, l.out),
-        b: (0, l.inp, 1),
-        c_off: l.w_off,
-        bias_off: l.b_off,
-    };
+    let fwd = Mm::forward(l, rows, 0);
+    let bwd = Mm::weight(l, rows, BIAS_GRAD);
     let fits = |bytes: usize| bytes as u64 <= kernels::UNIFORM_ARRAY;
     g.kernels.input
-        && g.kernels.variant == MatmulVariant::Blocked
         && vec4_ok(Kernel::MatmulForward, &fwd)
         && vec4_ok(Kernel::MatmulBackwardWeight, &bwd)
         && fits(rows * l.inp)
@@ -566,13 +593,6 @@ impl GpuBackend {
         self.counters.readbacks += 1;
         self.gpu.read_f32(&self.grads, self.spec.num_params())
     }
-
-    /// Per-step batch loss sums of the current epoch so far.
-    pub fn step_losses(&mut self) -> Result<Vec<f32>> {
-        self.sync()?;
-        self.counters.readbacks += 1;
-        self.gpu.read_f32(&self.step_losses, self.epoch_steps)
-    }
 }
 
 struct Buffers<'a> {
@@ -624,16 +644,7 @@ fn push_forward(
             params,
             params,
             (l == 0 && ws.packed).then_some(&ws.xb),
-            Mm {
-                m: rows,
-                n: s.out,
-                k: s.inp,
-                flags: ADD_BIAS | if fuse { fused_act } else { 0 },
-                a: (0, s.inp, 1),
-                b: (s.w_off, 1, s.inp),
-                c_off: 0,
-                bias_off: s.b_off,
-            },
+            Mm::forward(s, rows, ADD_BIAS | if fuse { fused_act } else { 0 }),
         );
         if l != last && !fuse {
             let n = rows * s.out;
@@ -702,8 +713,8 @@ pub const ADVANCE_HEAD: u32 = 8;
 pub const HEAD_MAX_ROWS: usize = 256;
 
 /// The uniform block of output_layer_step: [rows, h/4, w_off/4, b_off/4, flags, scale, slot].
-pub fn head_words(l: &crate::model::LayerShape, rows: usize, flags: u32, scale: f32) -> UniformSrc {
-    words(&[
+pub fn head_words(l: &LayerShape, rows: usize, flags: u32, scale: f32) -> [u32; 7] {
+    [
         rows as u32,
         (l.inp / 4) as u32,
         (l.w_off / 4) as u32,
@@ -711,7 +722,7 @@ pub fn head_words(l: &crate::model::LayerShape, rows: usize, flags: u32, scale: 
         flags,
         scale.to_bits(),
         0,
-    ])
+    ]
 }
 
 /// output_layer_step's flags for a model.
@@ -759,7 +770,7 @@ fn push_head(
             b.step_losses,
             b.state,
         ],
-        head_words(&layers[last], rows, flags, scale),
+        words(&head_words(&layers[last], rows, flags, scale)),
         [1, 1, 1],
     );
 }
@@ -824,16 +835,7 @@ fn push_backward(
             &ws.activations[l],
             &ws.activations[l],
             (l == 0 && ws.packed).then_some(&ws.xb),
-            Mm {
-                m: s.out,
-                n: s.inp,
-                k: rows,
-                flags: acc | if g.fuse { BIAS_GRAD } else { 0 },
-                a: (0, 1, s.out),
-                b: (0, s.inp, 1),
-                c_off: s.w_off,
-                bias_off: s.b_off,
-            },
+            Mm::weight(s, rows, acc | if g.fuse { BIAS_GRAD } else { 0 }),
         );
         if !g.fuse {
             pb.push(
@@ -1157,11 +1159,13 @@ impl Backend for GpuBackend {
     }
 
     fn step_loss_sums(&mut self) -> Result<Vec<f32>> {
-        self.step_losses()
+        self.sync()?;
+        self.counters.readbacks += 1;
+        self.gpu.read_f32(&self.step_losses, self.epoch_steps)
     }
 
     fn end_epoch(&mut self) -> Result<EpochStats> {
-        let losses = self.step_losses()?;
+        let losses = self.step_loss_sums()?;
         let mut stats = EpochStats {
             samples: self.epoch_samples,
             ..Default::default()

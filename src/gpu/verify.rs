@@ -193,7 +193,7 @@ pub fn check_matmul_input(
                 &NO_UNIFORM,
             ],
             &forward_words(b, k, n, 1 | act_flags(Activation::Relu).0, w_off, b_off),
-            form.groups(Kernel::MatmulForward, gpu.kernels.variant, b, n),
+            form.groups(gpu.kernels.variant, b, n),
         )?;
         return Ok(compare(
             "matmul_forward + relu_forward (subgroup, packed input)",
@@ -231,7 +231,7 @@ pub fn check_matmul_input(
             w_off,
             b_off,
         ),
-        form.groups(Kernel::MatmulBackwardWeight, gpu.kernels.variant, n, k),
+        form.groups(gpu.kernels.variant, n, k),
     )?;
     Ok(compare(
         "matmul_backward_weight + bias_backward (subgroup, packed input)",
@@ -359,7 +359,7 @@ fn matmul_forward_case(
             &NO_UNIFORM,
         ],
         &forward_words(b, k, n, flags, w_off, b_off),
-        form.groups(Kernel::MatmulForward, gpu.kernels.variant, b, n),
+        form.groups(gpu.kernels.variant, b, n),
     )?;
     Ok(compare(
         &fused_name("matmul_forward", act, false, form),
@@ -439,7 +439,7 @@ fn matmul_backward_input_case(
             0,
             0,
         ],
-        form.groups(Kernel::MatmulBackwardInput, gpu.kernels.variant, b, k),
+        form.groups(gpu.kernels.variant, b, k),
     )?;
     Ok(compare(
         &fused_name("matmul_backward_input", act, true, form),
@@ -510,7 +510,7 @@ fn matmul_backward_weight_case(
             &NO_UNIFORM,
         ],
         &weight_words(b, k, n, flags, off, bias_off),
-        form.groups(Kernel::MatmulBackwardWeight, gpu.kernels.variant, n, k),
+        form.groups(gpu.kernels.variant, n, k),
     )?;
     let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
     if with_bias {
@@ -821,12 +821,10 @@ pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> 
 /// batch_gather: rows of a shuffled, packed-u8 data set, from the step counter's position.
 pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
-    let images: Vec<u8> = (0..n * PIXELS)
-        .map(|i| (rng::hash3(seed, 16, i as u32) & 255) as u8)
-        .collect();
-    let labels8: Vec<u8> = (0..n)
-        .map(|i| (rng::hash3(seed, 17, i as u32) % 10) as u8)
-        .collect();
+    let Dataset {
+        images,
+        labels: labels8,
+    } = synthetic(n, seed);
     let labels: Vec<u32> = labels8.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
     let (batch, step, base) = (rows, 1usize, 3usize);
@@ -867,12 +865,8 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
 /// batch_gather with PACKED: the rows' pixels copied still packed to xb, and the labels.
 pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
-    let images: Vec<u8> = (0..n * PIXELS)
-        .map(|i| (rng::hash3(seed, 56, i as u32) & 255) as u8)
-        .collect();
-    let labels: Vec<u32> = (0..n)
-        .map(|i| rng::hash3(seed, 57, i as u32) % 10)
-        .collect();
+    let Dataset { images, labels } = synthetic(n, seed);
+    let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
     let (batch, step) = (rows, 2usize);
     let mut want: Vec<f32> = Vec::new();
@@ -1140,10 +1134,7 @@ pub fn check_output_layer_step(
         w_off,
         b_off,
     };
-    let crate::gpu::plan::UniformSrc::Words(u) = crate::gpu::head_words(&layer, b, flags, scale)
-    else {
-        return Err(Error::Gpu("head_words gave no words".into()));
-    };
+    let u = crate::gpu::head_words(&layer, b, flags, scale);
     let mut step_losses = vec![0f32; 8];
     step_losses[step as usize] = old_sum;
     let out = run_one(
@@ -1159,7 +1150,7 @@ pub fn check_output_layer_step(
             bytes(&step_losses),
             bytes(&[step, 0, 0, 0]),
         ],
-        &u[..8],
+        &u,
         [1, 1, 1],
     )?;
     let mut got = f32s(&out[2]);
@@ -1271,7 +1262,7 @@ pub fn step_checks(
         before = total;
     }
     let gpu_losses: Vec<f32> = gpu_b
-        .step_losses()?
+        .step_loss_sums()?
         .iter()
         .map(|&l| l / batch as f32)
         .collect();
