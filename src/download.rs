@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{FileSpec, decompress, find_local, verify};
 use crate::error::{Error, Result};
+use crate::files::{FileSpec, decompress, find_local, verify};
 
 /// Attempts per mirror: a second try covers a transient corrupt or cut-off transfer.
 const ATTEMPTS: usize = 2;

@@ -40,8 +40,8 @@ fn gz_and_raw_files_read_the_same() {
     let (images, _) = sample(3).to_idx();
     std::fs::write(dir.path().join("raw"), &images).unwrap();
     std::fs::write(dir.path().join("packed.gz"), common::gzip(&images)).unwrap();
-    let raw = descent::data::read_maybe_gz(&dir.path().join("raw")).unwrap();
-    let gz = descent::data::read_maybe_gz(&dir.path().join("packed.gz")).unwrap();
+    let raw = descent::files::read_maybe_gz(&dir.path().join("raw")).unwrap();
+    let gz = descent::files::read_maybe_gz(&dir.path().join("packed.gz")).unwrap();
     assert_eq!(raw, images);
     assert_eq!(gz, images);
 }
@@ -122,7 +122,7 @@ fn corrupt_gzip_is_an_error() {
     let gz = common::gzip(&images);
     let path = dir.path().join("cut.gz");
     std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
-    let err = descent::data::read_maybe_gz(&path).unwrap_err();
+    let err = descent::files::read_maybe_gz(&path).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 

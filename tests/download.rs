@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Reply, serve};
 use descent::Error;
-use descent::data::{FileSpec, sha256_hex};
 use descent::download::{Mirror, fetch_verified};
+use descent::files::{FileSpec, sha256_hex};
 
 fn payload() -> (Vec<u8>, FileSpec) {
     let raw: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -1,0 +1,179 @@
+//! The argument groups several subcommands share (data, model, device), and the helpers that
+//! turn them into data, a model spec and a backend.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::data::{DataSource, Dataset, DatasetKind, Splits};
+use crate::download::Mirror;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
+use crate::model::{self, Activation, Init, Loss, ModelSpec};
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Which dataset.
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetKind,
+    /// Where the dataset's files are kept [default: data/<dataset>].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Base to download from: http(s):// URL, file:// URL or a directory. Overrides the public
+    /// mirrors. Defaults to $MNIST_MIRROR (mnist) or $FASHION_MNIST_MIRROR (fashion).
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl DataArgs {
+    pub fn source(&self) -> Result<DataSource> {
+        let env_name = match self.dataset {
+            DatasetKind::Mnist => "MNIST_MIRROR",
+            DatasetKind::Fashion => "FASHION_MNIST_MIRROR",
+        };
+        let mirror = match &self.mirror {
+            Some(m) => Some(m.clone()),
+            None => std::env::var(env_name)
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+        };
+        Ok(DataSource {
+            kind: self.dataset,
+            dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| Path::new("data").join(self.dataset.name())),
+            mirror: mirror.as_deref().map(Mirror::parse).transpose()?,
+            progress: !self.quiet,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The best GPU adapter, else the CPU with a notice.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Hidden layer sizes: `128`, `500,300`, or `none` for softmax regression.
+    #[arg(long, default_value = "128")]
+    pub hidden: String,
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: Activation,
+    #[arg(long, value_enum, default_value = "xent")]
+    pub loss: Loss,
+    /// Weight initialisation.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub init: Init,
+}
+
+impl ModelArgs {
+    pub fn spec(&self) -> Result<ModelSpec> {
+        Ok(ModelSpec::new(
+            &model::parse_hidden(&self.hidden)?,
+            self.activation,
+            self.loss,
+        ))
+    }
+}
+
+/// Where to run: `--device`, `--adapter`, `--kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto: the best GPU adapter, else the CPU with a notice; gpu: a GPU adapter or an error.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Matmul kernel variant [default: blocked on CPU adapters such as lavapipe, tiled on GPUs].
+    #[arg(long, value_enum)]
+    pub kernel: Option<MatmulVariant>,
+    /// GPU: run activations and their derivatives as separate dispatches, not fused into the
+    /// matmul epilogues (to time or check them on their own).
+    #[arg(long)]
+    pub unfused: bool,
+}
+
+pub fn load_data(args: &DataArgs) -> Result<Splits> {
+    let splits = args.source()?.load()?;
+    Ok(splits)
+}
+
+/// Opens the GPU the user asked for: `Ok(None)` when `auto` finds none (after a notice).
+pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<Gpu>>> {
+    if dev.device == DeviceChoice::Cpu {
+        return Ok(None);
+    }
+    let opts = GpuOptions {
+        adapter: dev.adapter.clone(),
+        validation: std::env::var_os("DESCENT_VALIDATION").is_some(),
+        max_binding_bytes,
+        unfused: dev.unfused,
+    };
+    match Gpu::new(&opts, dev.kernel) {
+        // A software adapter (lavapipe) runs the same two cores as the CPU path, an order of
+        // magnitude slower; `auto` wants the fastest, so it takes the CPU. `gpu` still gets it.
+        Ok(gpu) if dev.device == DeviceChoice::Auto && gpu.ctx.is_cpu_adapter() => {
+            eprintln!(
+                "note: the only GPU adapter is a software one ({}); the CPU path is faster, using it (--device gpu forces the adapter)",
+                gpu.ctx.info.name
+            );
+            Ok(None)
+        }
+        Ok(gpu) => Ok(Some(Arc::new(gpu))),
+        Err(Error::NoAdapter { .. }) if dev.device == DeviceChoice::Auto => {
+            eprintln!(
+                "note: no GPU adapter found, running on the CPU (`apt-get install mesa-vulkan-drivers` gives a software one)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes of the largest split's packed images: the biggest storage binding the GPU path makes.
+pub fn resident_bytes(train: &Dataset, test: &Dataset) -> u64 {
+    train.images.len().max(test.images.len()) as u64
+}
+
+/// Builds the backend the user asked for.
+pub fn make_backend(
+    dev: &DeviceArgs,
+    spec: &ModelSpec,
+    params: Vec<f32>,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    batch: usize,
+    momentum: f32,
+) -> Result<Box<dyn Backend>> {
+    match open_gpu(dev, resident_bytes(&train, &test))? {
+        Some(gpu) => Ok(Box::new(GpuBackend::new(
+            gpu,
+            spec.clone(),
+            &params,
+            &train,
+            &test,
+            batch,
+            momentum,
+        )?)),
+        None => Ok(Box::new(CpuBackend::new(
+            spec.clone(),
+            params,
+            train,
+            test,
+            batch,
+            momentum,
+        ))),
+    }
+}

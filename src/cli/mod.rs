@@ -1,0 +1,48 @@
+//! Command-line interface: one file per subcommand, the argument groups they share in `args.rs`.
+
+mod args;
+mod bench;
+mod data;
+mod eval;
+mod train;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+pub use args::{DataArgs, DeviceArgs, DeviceChoice, ModelArgs, open_gpu};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "descent",
+    version,
+    about = "Train multilayer perceptrons on MNIST with backprop and gradient descent, on the CPU or on a GPU through WGSL"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an MLP and report loss and accuracy per epoch.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on the test set.
+    Eval(eval::EvalArgs),
+    /// Download (if needed) and verify the dataset, without training.
+    Data(DataArgs),
+    /// Measure training throughput (samples/s) at several batch sizes.
+    Bench(bench::BenchArgs),
+    /// Check every GPU kernel and whole training steps against the CPU on this adapter.
+    Verify(verify::VerifyArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Data(a) => data::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Verify(a) => verify::run(a),
+    }
+}

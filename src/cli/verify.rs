@@ -1,0 +1,48 @@
+//! `descent verify`: every GPU kernel and whole steps against the CPU twins on this adapter.
+
+use clap::Args;
+
+use super::args::{DeviceArgs, DeviceChoice, open_gpu};
+use crate::error::{Error, Result};
+use crate::gpu::{MatmulVariant, verify};
+use crate::model::{Activation, Loss, ModelSpec};
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Matmul kernel variant to check [default: by adapter type].
+    #[arg(long, value_enum)]
+    pub kernel: Option<MatmulVariant>,
+}
+
+pub fn run(args: VerifyArgs) -> Result<()> {
+    let dev = DeviceArgs {
+        device: DeviceChoice::Gpu,
+        adapter: args.adapter,
+        kernel: args.kernel,
+        unfused: false,
+    };
+    let gpu = open_gpu(&dev, 0)?.ok_or_else(|| Error::NoAdapter {
+        detail: String::new(),
+    })?;
+    println!(
+        "adapter: {}, {} matmul",
+        gpu.ctx.describe(),
+        gpu.kernels.variant.name()
+    );
+    let mut rows = verify::kernel_checks(&gpu)?;
+    for (hidden, act, loss, batch, steps) in [
+        (&[128][..], Activation::Relu, Loss::Xent, 64, 10),
+        (&[33, 17][..], Activation::Tanh, Loss::Mse, 7, 10),
+        (&[][..], Activation::Sigmoid, Loss::Xent, 1, 10),
+    ] {
+        let spec = ModelSpec::new(hidden, act, loss);
+        rows.extend(verify::step_checks(gpu.clone(), &spec, batch, steps)?);
+    }
+    print!("{}", verify::table(&rows));
+    verify::require_all_pass(&rows)?;
+    println!("all {} checks passed", rows.len());
+    Ok(())
+}
