@@ -2,6 +2,7 @@
 //
 //   logits = act·Wᵀ + b;  losses;  dlogits = ∂loss/∂logits · scale                (per row)
 //   dact = (dlogits·W) ⊙ f'(act)             with DRELU / DSIGMOID / DTANH (a hidden layer below)
+//   dact = dlogits·W                          with DIDENT (dropout_backward applies f' after)
 //   grads.W (+)= dlogitsᵀ·act;  grads.b (+)= Σ_rows dlogits                       (ACCUMULATE)
 //   step_losses[state[0]] (+)= Σ losses;  state[0] += 1                           (ADVANCE)
 //
@@ -24,6 +25,7 @@ const ADVANCE: u32 = 8u;      // the step counter moves on
 const DRELU: u32 = 32u;
 const DSIGMOID: u32 = 64u;
 const DTANH: u32 = 128u;
+const DIDENT: u32 = 512u;
 const CLASSES: u32 = 10u;
 const WG: u32 = 64u;
 const MAX_ROWS: u32 = 256u;
@@ -127,7 +129,7 @@ fn output_layer_step(
             dl[r * 3u + 2u] = vec4<f32>(d[8], d[9], 0.0, 0.0);
         }
         // dact = (dlogits·W) ⊙ f'(act), while this row's dlogits are at hand.
-        if ((u.flags & (DRELU | DSIGMOID | DTANH)) != 0u) {
+        if ((u.flags & (DRELU | DSIGMOID | DTANH | DIDENT)) != 0u) {
             for (var q = 0u; q < h4; q = q + 1u) {
                 let w = w_rows(lane, q);
                 var g = vec4<f32>(0.0);

@@ -277,7 +277,7 @@ pub fn parse_idx<'a>(
         return Err(Error::Corrupt {
             path: path.to_owned(),
             msg: format!(
-                "{} bytes after the {expected} the header accounts for",
+                "data after the {expected} bytes the header accounts for ({} more at least)",
                 bytes.len() - expected
             ),
         });

@@ -77,9 +77,23 @@ pub enum Error {
 
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    #[error(
+        "interrupted: wrote a resumable checkpoint to {path}; continue with the same flags and --resume {path}"
+    )]
+    Interrupted { path: PathBuf },
 }
 
 impl Error {
+    /// The process exit status for this error: 130 for an interrupted run, as shells report
+    /// SIGINT, else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted { .. } => 130,
+            _ => 1,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -32,19 +32,51 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     decompress(raw, path)
 }
 
+/// Decompresses gzip (by magic bytes, not by name), or returns the bytes as they are. A gzip
+/// stream is read only as far as the IDX header inside it says the file goes (plus one byte, to
+/// notice trailing data), so a small damaged or hostile file cannot make us allocate gigabytes.
 pub fn decompress(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Corrupt {
-                path: path.to_owned(),
-                msg: format!("gzip stream is damaged or cut short ({e})"),
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let damaged = |e: std::io::Error| Error::Corrupt {
+        path: path.to_owned(),
+        msg: format!("gzip stream is damaged or cut short ({e})"),
+    };
+    let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
+    let mut out = Vec::new();
+    (&mut dec).take(4).read_to_end(&mut out).map_err(damaged)?;
+    // An IDX magic is 0, 0, type, number of dimensions; anything else is left for the IDX
+    // parser to reject by its first four bytes.
+    if out.len() < 4 || out[0] != 0 || out[1] != 0 {
+        return Ok(out);
+    }
+    let ndim = out[3] as u64;
+    (&mut dec)
+        .take(4 * ndim)
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    if out.len() < 4 + 4 * ndim as usize {
+        return Ok(out);
+    }
+    let payload = (0..ndim as usize)
+        .map(|i| {
+            u32::from_be_bytes([
+                out[4 + 4 * i],
+                out[5 + 4 * i],
+                out[6 + 4 * i],
+                out[7 + 4 * i],
+            ])
+        })
+        .try_fold(1u64, |acc, d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    let rest = payload.saturating_add(1);
+    out.reserve(rest.min(raw.len() as u64 * 16) as usize);
+    (&mut dec)
+        .take(rest)
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    Ok(out)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

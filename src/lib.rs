@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod gpu;
 pub mod model;
+pub mod optim;
 pub mod rng;
 pub mod train;
 

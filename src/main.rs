@@ -10,6 +10,17 @@ fn main() {
         // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
         unsafe { std::env::set_var("LP_NUM_THREADS", (2 * cores).to_string()) };
     }
+    // The Vulkan loader prints "XDG_RUNTIME_DIR is invalid or not set" on every start of a
+    // headless machine without one; it means nothing to a user, so give it a private directory.
+    let runtime_ok =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !runtime_ok {
+        let dir = std::env::temp_dir().join(format!("descent-runtime-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            // SAFETY: still single-threaded, as above.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
     let cli = descent::cli::Cli::parse();
     // Run everything on a rayon worker, so a parallel step wakes one other thread rather than
     // parking this one and waking two (a large share of a 64-sample step otherwise).
@@ -21,7 +32,7 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            1
+            e.exit_code()
         }
     };
     // Leave without running the C++ static destructors and atexit handlers of the Vulkan driver

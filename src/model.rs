@@ -196,21 +196,46 @@ pub struct Checkpoint {
     pub spec: ModelSpec,
     pub params: Vec<f32>,
     pub dataset: Option<DatasetKind>,
+    /// Present in checkpoints a run can be resumed from (`--checkpoint-dir`, Ctrl-C).
+    pub resume: Option<ResumeState>,
 }
 
-/// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors, atomically.
+/// What continuing a run needs beyond the weights: the optimizer's state tensors (stored as
+/// `optimizer.<name>` [num_params], in the flat parameter layout), where the run stopped, and
+/// the run's full configuration (JSON, as `descent train` resolved it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeState {
+    pub optimizer: crate::optim::OptimizerKind,
+    pub state: Vec<Vec<f32>>,
+    pub position: crate::train::Position,
+    pub config: String,
+}
+
+/// The metadata keys of a resumable checkpoint.
+const META_POSITION: &str = "descent.position";
+const META_CONFIG: &str = "descent.config";
+const META_OPTIMIZER: &str = "descent.optimizer";
+
+/// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors,
+/// atomically, with the optimizer state and run position when `resume` is given.
 pub fn save_checkpoint(
     path: &Path,
     spec: &ModelSpec,
     params: &[f32],
     dataset: DatasetKind,
+    resume: Option<&ResumeState>,
 ) -> Result<()> {
-    let mut tensors = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (i, l) in spec.layers().iter().enumerate() {
         let w = &params[l.w_off..l.w_off + l.inp * l.out];
         let b = &params[l.b_off..l.b_off + l.out];
         tensors.push((format!("layers.{i}.weight"), vec![l.out, l.inp], w));
         tensors.push((format!("layers.{i}.bias"), vec![l.out], b));
+    }
+    if let Some(r) = resume {
+        for (name, t) in r.optimizer.state_names().iter().zip(&r.state) {
+            tensors.push((format!("optimizer.{name}"), vec![t.len()], t));
+        }
     }
     let views: Result<Vec<(String, safetensors::tensor::TensorView<'_>)>> = tensors
         .iter()
@@ -225,13 +250,20 @@ pub fn save_checkpoint(
         })
         .collect();
     let hidden: Vec<String> = spec.hidden().iter().map(|h| h.to_string()).collect();
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_owned(), "descent-mlp".to_owned()),
         ("activation".to_owned(), spec.activation.name().to_owned()),
         ("loss".to_owned(), spec.loss.name().to_owned()),
         ("dataset".to_owned(), dataset.name().to_owned()),
         ("hidden".to_owned(), hidden.join(",")),
     ]);
+    if let Some(r) = resume {
+        let pos =
+            serde_json::to_string(&r.position).map_err(|e| checkpoint_err(path, e.to_string()))?;
+        meta.insert(META_POSITION.to_owned(), pos);
+        meta.insert(META_CONFIG.to_owned(), r.config.clone());
+        meta.insert(META_OPTIMIZER.to_owned(), r.optimizer.name().to_owned());
+    }
     let bytes = safetensors::serialize(views?, Some(meta))
         .map_err(|e| checkpoint_err(path, e.to_string()))?;
     crate::write_atomic(path, &bytes)
@@ -283,7 +315,21 @@ pub fn load_checkpoint(
             "holds no `layers.0.weight` tensor; expected layers.{i}.weight [out, in] and layers.{i}.bias [out]",
         ));
     }
-    let expected_names = 2 * n_layers;
+    let optimizer = pick(META_OPTIMIZER)
+        .map(|s| {
+            crate::optim::OptimizerKind::parse(s)
+                .ok_or_else(|| checkpoint_err(path, format!("unknown optimizer `{s}` in metadata")))
+        })
+        .transpose()?;
+    let state_names: Vec<String> = optimizer
+        .map(|o| {
+            o.state_names()
+                .iter()
+                .map(|n| format!("optimizer.{n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected_names = 2 * n_layers + state_names.len();
     if st.len() != expected_names {
         let extra: Vec<&str> = st
             .names()
@@ -291,6 +337,7 @@ pub fn load_checkpoint(
             .filter(|n| {
                 !(0..n_layers)
                     .any(|i| *n == format!("layers.{i}.weight") || *n == format!("layers.{i}.bias"))
+                    && !state_names.iter().any(|s| s == *n)
             })
             .collect();
         return Err(checkpoint_err(
@@ -345,6 +392,37 @@ pub fn load_checkpoint(
             ),
         ));
     }
+    let resume = match optimizer {
+        None => None,
+        Some(kind) => {
+            let mut state = Vec::new();
+            for name in &state_names {
+                let (shape, data) = tensor_f32(&st, name, path)?;
+                if shape != [params.len()] {
+                    return Err(checkpoint_err(
+                        path,
+                        format!("{name} has shape {shape:?}, expected [{}]", params.len()),
+                    ));
+                }
+                state.push(data);
+            }
+            let position = pick(META_POSITION)
+                .ok_or_else(|| checkpoint_err(path, format!("{META_POSITION} is missing")))
+                .and_then(|s| {
+                    serde_json::from_str(s)
+                        .map_err(|e| checkpoint_err(path, format!("{META_POSITION}: {e}")))
+                })?;
+            let config = pick(META_CONFIG)
+                .ok_or_else(|| checkpoint_err(path, format!("{META_CONFIG} is missing")))?
+                .to_owned();
+            Some(ResumeState {
+                optimizer: kind,
+                state,
+                position,
+                config,
+            })
+        }
+    };
     Ok(Checkpoint {
         spec: ModelSpec {
             sizes,
@@ -353,6 +431,7 @@ pub fn load_checkpoint(
         },
         params,
         dataset,
+        resume,
     })
 }
 

@@ -9,6 +9,10 @@ pub mod stream {
     pub const INIT: u32 = 0x1000_0000;
     pub const SHUFFLE: u32 = 0x2000_0000;
     pub const TEST_DATA: u32 = 0x3000_0000;
+    /// Dropout masks: DROPOUT + layer, keyed by seed ^ mix32(step).
+    pub const DROPOUT: u32 = 0x4000_0000;
+    /// Which training samples `--val` holds out.
+    pub const VALIDATION: u32 = 0x5000_0000;
 }
 
 #[inline]

@@ -195,3 +195,20 @@ fn mirror_strings_parse() {
     assert!(Mirror::parse("ftp://x").is_err());
     assert!(Mirror::parse("").is_err());
 }
+
+/// A gzip stream that inflates far beyond what its IDX header declares is read only as far as
+/// the header says (plus a byte, to report the trailing data): a 100 MB bomb costs nothing.
+#[test]
+fn a_gzip_bomb_is_read_only_as_far_as_its_header_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = vec![0u8, 0, 8, 1, 0, 0, 0, 10];
+    raw.extend([3u8; 10]);
+    raw.resize(raw.len() + 100_000_000, 0);
+    let path = dir.path().join("bomb-labels-idx1-ubyte.gz");
+    std::fs::write(&path, common::gzip(&raw)).unwrap();
+    drop(raw);
+    let bytes = descent::files::read_maybe_gz(&path).unwrap();
+    assert_eq!(bytes.len(), 8 + 10 + 1, "read past the header's promise");
+    let err = parse_idx(&bytes, &path, "labels", 0x0000_0801).unwrap_err();
+    assert!(err.to_string().contains("data after the 18 bytes"), "{err}");
+}

@@ -11,7 +11,11 @@ use descent::download::{Mirror, fetch_verified};
 use descent::files::{FileSpec, sha256_hex};
 
 fn payload() -> (Vec<u8>, FileSpec) {
-    let raw: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // An IDX labels file: the downloader reads a gzip stream only as far as its header says.
+    let n = 50_000u32;
+    let mut raw: Vec<u8> = vec![0, 0, 8, 1];
+    raw.extend(n.to_be_bytes());
+    raw.extend((0..n).map(|i| (i * 7 % 10) as u8));
     let sha: &'static str = Box::leak(sha256_hex(&raw).into_boxed_str());
     (
         raw,

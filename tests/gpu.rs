@@ -6,10 +6,11 @@ mod common;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use descent::backend::Backend;
+use descent::backend::{Backend, Setup};
 use descent::gpu::verify::{self, CheckRow};
 use descent::gpu::{Form, Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
 use descent::model::{Activation, Init, Loss, ModelSpec};
+use descent::optim::{OptimConfig, OptimizerKind, StepHyper};
 use descent::rng;
 
 /// lavapipe runs compute on the CPU: one GPU test at a time keeps them from starving each other.
@@ -315,15 +316,55 @@ fn batch_gather_matches_cpu() {
     assert_rows(&rows);
 }
 
+/// Every optimizer's update kernel against its CPU twin, with and without weight decay, on sizes
+/// off the vec4 and workgroup widths and one past the 65535-workgroup fold.
 #[test]
-fn sgd_update_matches_cpu() {
+fn optimizer_updates_match_cpu() {
     let _g = serial();
     let g = gpu(MatmulVariant::Blocked);
-    let rows: Vec<CheckRow> = [1, 255, 101_770, 16_777_217 / 64]
+    let mut rows = Vec::new();
+    for (i, n) in [1, 255, 101_770, 16_777_217 / 64].into_iter().enumerate() {
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Nesterov,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            let wd = if i % 2 == 1 { 0.01 } else { 0.0 };
+            rows.push(verify::check_optimizer_update(&g, kind, wd, n, i as u32).unwrap());
+        }
+    }
+    assert_rows(&rows);
+}
+
+/// Dropout masks and their backward pass: the same units dropped on both paths, chunks that
+/// start mid-batch included.
+#[test]
+fn dropout_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let mut rows = Vec::new();
+    for (i, (r, w, row0)) in [(1, 1, 0), (7, 13, 3), (100, 128, 8192)]
         .into_iter()
         .enumerate()
-        .map(|(i, n)| verify::check_sgd_update(&g, n, i as u32).unwrap())
-        .collect();
+    {
+        rows.push(verify::check_dropout(&g, None, r, w, row0, i as u32).unwrap());
+        for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            rows.push(verify::check_dropout(&g, Some(a), r, w, row0, i as u32).unwrap());
+        }
+    }
+    // About p of the units are dropped, and not the same ones at another step.
+    let key = descent::cpu::kernels::DropoutKey::new(0.3, 5, 1, 0);
+    let other = descent::cpu::kernels::DropoutKey::new(0.3, 5, 2, 0);
+    let dropped = (0..10_000).filter(|&i| !key.keep(i)).count();
+    assert!(
+        (2_800..3_200).contains(&dropped),
+        "{dropped} of 10000 dropped"
+    );
+    let same = (0..10_000)
+        .filter(|&i| key.keep(i) == other.keep(i))
+        .count();
+    assert!(same < 7_000, "masks of two steps agree on {same} of 10000");
     assert_rows(&rows);
 }
 
@@ -414,9 +455,80 @@ fn training_steps_match_the_cpu() {
         ),
     ] {
         let spec = ModelSpec::new(hidden, act, loss);
-        let rows = verify::step_checks(gpu(variant), &spec, batch, 10).unwrap();
+        let rows = verify::step_checks(gpu(variant), &spec, batch, 10, OptimConfig::sgd(0.9), 0.0)
+            .unwrap();
         assert_rows(&rows);
     }
+}
+
+/// Whole steps with each optimizer, weight decay, a warm-up schedule and dropout: the same
+/// losses, parameters and optimizer state on both paths (dropout included: the same masks).
+#[test]
+fn optimizer_and_dropout_steps_match_the_cpu() {
+    let _g = serial();
+    for (variant, hidden, kind, wd, dropout, batch) in [
+        (
+            MatmulVariant::Blocked,
+            &[64][..],
+            OptimizerKind::Nesterov,
+            1e-3,
+            0.0,
+            16,
+        ),
+        (
+            MatmulVariant::Blocked,
+            &[64, 20][..],
+            OptimizerKind::Adam,
+            1e-3,
+            0.0,
+            16,
+        ),
+        (
+            MatmulVariant::Blocked,
+            &[64, 20][..],
+            OptimizerKind::Adamw,
+            1e-2,
+            0.3,
+            33,
+        ),
+        (
+            MatmulVariant::Blocked,
+            &[128][..],
+            OptimizerKind::Sgd,
+            0.0,
+            0.5,
+            64,
+        ),
+        (
+            MatmulVariant::Tiled,
+            &[36][..],
+            OptimizerKind::Adam,
+            0.0,
+            0.2,
+            7,
+        ),
+    ] {
+        let spec = ModelSpec::new(hidden, Activation::Relu, Loss::Xent);
+        let optim = OptimConfig {
+            kind,
+            weight_decay: wd,
+            ..OptimConfig::sgd(0.9)
+        };
+        let rows = verify::step_checks(gpu(variant), &spec, batch, 6, optim, dropout).unwrap();
+        assert_rows(&rows);
+    }
+    // Dropout through a sigmoid layer, unfused (separate activation kernels).
+    let spec = ModelSpec::new(&[24], Activation::Sigmoid, Loss::Mse);
+    let rows = verify::step_checks(
+        gpu_with(MatmulVariant::Blocked, true),
+        &spec,
+        10,
+        4,
+        OptimConfig::sgd(0.5),
+        0.4,
+    )
+    .unwrap();
+    assert_rows(&rows);
 }
 
 /// A batch larger than one chunk (full-batch descent) accumulates its gradient across chunks.
@@ -424,7 +536,15 @@ fn training_steps_match_the_cpu() {
 fn chunked_batch_steps_match_the_cpu() {
     let _g = serial();
     let spec = ModelSpec::new(&[16], Activation::Relu, Loss::Xent);
-    let rows = verify::step_checks(gpu(MatmulVariant::Blocked), &spec, 9000, 2).unwrap();
+    let rows = verify::step_checks(
+        gpu(MatmulVariant::Blocked),
+        &spec,
+        9000,
+        2,
+        OptimConfig::sgd(0.9),
+        0.1,
+    )
+    .unwrap();
     assert_rows(&rows);
 }
 
@@ -438,16 +558,29 @@ fn an_epoch_submits_in_batches_and_reads_back_once() {
     for (n, batch) in [(640usize, 64usize), (130, 1), (100, 30)] {
         let train = verify::synthetic(n, 1);
         let test = verify::synthetic(10, 2);
-        let params = spec.init_params(Init::Auto, 1);
-        let mut b =
-            GpuBackend::new(g.clone(), spec.clone(), &params, &train, &test, batch, 0.9).unwrap();
+        let setup = Setup {
+            spec: spec.clone(),
+            params: spec.init_params(Init::Auto, 1),
+            train: Arc::new(train),
+            test: Arc::new(test),
+            val: None,
+            batch,
+            optim: OptimConfig::sgd(0.9),
+            dropout: 0.0,
+            seed: 0,
+        };
+        let mut b = GpuBackend::new(g.clone(), &setup).unwrap();
         let per_step = b.plans()[0].dispatches.len();
         let order = rng::permutation(n, 1, 2);
-        b.begin_epoch(&order).unwrap();
         let steps = n.div_ceil(batch);
+        // A schedule that changes every step costs no write, submit or readback of its own.
+        let hyper: Vec<StepHyper> = (0..steps as u64)
+            .map(|t| setup.optim.step_hyper(t, 0.01 / (t + 1) as f32))
+            .collect();
+        b.begin_epoch(&order, &hyper, 0).unwrap();
         for s in 0..steps {
             let len = batch.min(n - s * batch);
-            b.step(s, s * batch, len, 0.01).unwrap();
+            b.step(s, s * batch, len).unwrap();
         }
         assert_eq!(b.counters.readbacks, 0, "no readback inside the epoch");
         let stats = b.end_epoch().unwrap();

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Setup};
 use crate::cpu::CpuBackend;
 use crate::data::{DataSource, Dataset, DatasetKind, Splits};
 use crate::download::Mirror;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
 use crate::model::{self, Activation, Init, Loss, ModelSpec};
+use crate::optim::OptimConfig;
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -43,12 +44,19 @@ impl DataArgs {
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
         };
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("data").join(self.dataset.name()));
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::InvalidArg(format!(
+                "--data-dir {}: is a file, not a directory",
+                dir.display()
+            )));
+        }
         Ok(DataSource {
             kind: self.dataset,
-            dir: self
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| Path::new("data").join(self.dataset.name())),
+            dir,
             mirror: mirror.as_deref().map(Mirror::parse).transpose()?,
             progress: !self.quiet,
         })
@@ -148,32 +156,88 @@ pub fn resident_bytes(train: &Dataset, test: &Dataset) -> u64 {
 }
 
 /// Builds the backend the user asked for.
-pub fn make_backend(
+pub fn make_backend(dev: &DeviceArgs, setup: Setup) -> Result<Box<dyn Backend>> {
+    let bytes = resident_bytes(&setup.train, &setup.test);
+    match open_gpu(dev, bytes)? {
+        Some(gpu) => Ok(Box::new(GpuBackend::new(gpu, &setup)?)),
+        None => Ok(Box::new(CpuBackend::new(setup))),
+    }
+}
+
+/// A backend for evaluating `params` on `test` (no training set, no optimizer state to speak of).
+pub fn eval_backend(
     dev: &DeviceArgs,
     spec: &ModelSpec,
     params: Vec<f32>,
-    train: Arc<Dataset>,
     test: Arc<Dataset>,
-    batch: usize,
-    momentum: f32,
 ) -> Result<Box<dyn Backend>> {
-    match open_gpu(dev, resident_bytes(&train, &test))? {
-        Some(gpu) => Ok(Box::new(GpuBackend::new(
-            gpu,
-            spec.clone(),
-            &params,
-            &train,
-            &test,
-            batch,
-            momentum,
-        )?)),
-        None => Ok(Box::new(CpuBackend::new(
-            spec.clone(),
+    make_backend(
+        dev,
+        Setup {
+            spec: spec.clone(),
             params,
-            train,
+            train: Arc::new(Dataset::default()),
             test,
-            batch,
-            momentum,
-        ))),
+            val: None,
+            batch: 1,
+            optim: OptimConfig::sgd(0.0),
+            dropout: 0.0,
+            seed: 0,
+        },
+    )
+}
+
+/// Fails before any work when the file `path` cannot be written: its directory must exist and
+/// be writable, and the path itself must not be a directory.
+pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::InvalidArg(format!(
+            "{flag} {}: {why}",
+            path.display()
+        )))
+    };
+    if path.is_dir() {
+        return bad("is a directory; give a file name".into());
     }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return bad(format!("directory {} does not exist", dir.display()));
+    }
+    check_writable(flag, path, dir)
+}
+
+/// Fails before any work unless `dir` is a directory we can write in, or can be created (its
+/// parent exists). Creates it.
+pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::InvalidArg(format!(
+            "{flag} {}: {why}",
+            dir.display()
+        )))
+    };
+    if dir.exists() && !dir.is_dir() {
+        return bad("exists and is not a directory".into());
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::InvalidArg(format!("{flag} {}: cannot create it ({e})", dir.display()))
+        })?;
+    }
+    check_writable(flag, dir, dir)
+}
+
+/// Creates and removes a temp file in `dir`: the only sure test that a later write will work.
+fn check_writable(flag: &str, path: &Path, dir: &Path) -> Result<()> {
+    crate::temp_file_in(dir, ".descent-check-")
+        .map(drop)
+        .map_err(|e| {
+            Error::InvalidArg(format!(
+                "{flag} {}: cannot write in {} ({e})",
+                path.display(),
+                dir.display()
+            ))
+        })
 }

@@ -9,11 +9,12 @@ use super::args::{
     DataArgs, DeviceArgs, DeviceChoice, ModelArgs, load_data, make_backend, open_gpu,
     resident_bytes,
 };
-use crate::backend::Backend;
+use crate::backend::{Backend, Setup};
 use crate::data::Splits;
 use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
 use crate::model::Init;
+use crate::optim::{OptimConfig, OptimizerKind, Schedule, StepHyper};
 use crate::train::{self, BatchSize};
 
 /// How many times `bench --profile` runs each dispatch back to back to time it.
@@ -35,6 +36,9 @@ pub struct BenchArgs {
     pub lr: f32,
     #[arg(long, default_value_t = 0.0)]
     pub momentum: f32,
+    /// The update rule to time (sgd, nesterov, adam, adamw).
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// GPU only: also time every dispatch of one step with timestamp queries.
@@ -44,8 +48,12 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let spec = args.model.spec()?;
-    let lr = train::check_lr(args.lr)?;
-    let momentum = train::check_momentum(args.momentum)?;
+    Schedule::constant(args.lr).check()?;
+    let optim = OptimConfig {
+        kind: args.optimizer,
+        ..OptimConfig::sgd(args.momentum)
+    };
+    optim.check()?;
     let batches: Vec<BatchSize> = args
         .batch_sizes
         .split(',')
@@ -55,6 +63,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let n = train.len();
     let (train, test) = (Arc::new(train), Arc::new(test));
     let order = train::epoch_order(n, 0, 1);
+    let setup = |batch: usize| Setup {
+        spec: spec.clone(),
+        params: spec.init_params(Init::Auto, 0),
+        train: train.clone(),
+        test: test.clone(),
+        val: None,
+        batch,
+        optim,
+        dropout: 0.0,
+        seed: 0,
+    };
+    // A constant rate: one row of coefficients per step of the epoch.
+    let hyper = |batch: usize| -> Vec<StepHyper> {
+        (0..n.div_ceil(batch) as u64)
+            .map(|t| optim.step_hyper(t, args.lr))
+            .collect()
+    };
     if args.profile {
         let gpu = open_gpu(
             &DeviceArgs {
@@ -66,16 +91,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .ok_or_else(|| Error::InvalidArg("--profile needs a GPU adapter".into()))?;
         for b in &batches {
             let batch = b.resolve(n);
-            let mut g = GpuBackend::new(
-                gpu.clone(),
-                spec.clone(),
-                &spec.init_params(Init::Auto, 0),
-                &train,
-                &test,
-                batch,
-                momentum,
-            )?;
-            g.begin_epoch(&order)?;
+            let mut g = GpuBackend::new(gpu.clone(), &setup(batch))?;
+            g.begin_epoch(&order, &hyper(batch), 0)?;
             let rows = g.profile_step(PROFILE_REPS)?;
             let total: f64 = rows.iter().map(|r| r.1).sum();
             println!(
@@ -105,15 +122,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut header = false;
     for b in batches {
         let batch = b.resolve(n);
-        let mut backend = make_backend(
-            &args.device,
-            &spec,
-            spec.init_params(Init::Auto, 0),
-            train.clone(),
-            test.clone(),
-            batch,
-            momentum,
-        )?;
+        let mut backend = make_backend(&args.device, setup(batch))?;
+        let hyper = hyper(batch);
         // A round is the first ~4k samples of an epoch (at least one step), timed to the end
         // of its work.
         if !header {
@@ -127,12 +137,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let t_all = Instant::now();
         let mut round = 0;
         while round < 2 || t_all.elapsed().as_secs_f64() < args.seconds || rates.len() < 3 {
-            backend.begin_epoch(&order)?;
+            backend.begin_epoch(&order, &hyper, 0)?;
             let t0 = Instant::now();
             let mut samples = 0;
             for step in 0..steps_per_round {
                 let len = batch.min(n - step * batch);
-                backend.step(step, step * batch, len, lr)?;
+                backend.step(step, step * batch, len)?;
                 samples += len;
             }
             backend.end_epoch()?;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::args::{DataArgs, DeviceArgs, load_data, make_backend};
-use crate::data::{Dataset, Splits};
+use super::args::{DataArgs, DeviceArgs, eval_backend, load_data};
+use crate::backend::Split;
+use crate::data::Splits;
 use crate::error::Result;
 use crate::model::{self, Activation, Loss};
 
@@ -43,16 +44,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let Splits { test, .. } = load_data(&args.data)?;
     let test = Arc::new(test);
-    let mut backend = make_backend(
-        &args.device,
-        &ck.spec,
-        ck.params,
-        Arc::new(Dataset::default()),
-        test,
-        1,
-        0.0,
-    )?;
-    let e = backend.evaluate()?;
+    let mut backend = eval_backend(&args.device, &ck.spec, ck.params, test)?;
+    let e = backend.evaluate(Split::Test)?;
     if args.json {
         println!(
             "{}",

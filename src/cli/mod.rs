@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train an MLP and report loss and accuracy per epoch.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint on the test set.
     Eval(eval::EvalArgs),
     /// Download (if needed) and verify the dataset, without training.
@@ -39,7 +39,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Data(a) => data::run(a),
         Command::Bench(a) => bench::run(a),

@@ -1,20 +1,26 @@
-//! `descent train`: train a model, report each epoch, save it.
+//! `descent train`: train a model, report each epoch, checkpoint, stop early or on Ctrl-C, resume.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
+use serde::{Deserialize, Serialize};
 
 use super::args::{
-    DataArgs, DeviceArgs, DeviceChoice, ModelArgs, load_data, make_backend, open_gpu,
-    resident_bytes,
+    DataArgs, DeviceArgs, DeviceChoice, ModelArgs, check_output_dir, check_output_file, load_data,
+    make_backend, open_gpu, resident_bytes,
 };
-use crate::backend::Backend;
-use crate::data::Splits;
+use crate::backend::{Backend, Setup};
+use crate::data::{Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
-use crate::model;
-use crate::train::{self, BatchSize, EpochRecord, TrainConfig};
+use crate::model::{self, ModelSpec, ResumeState};
+use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use crate::rng;
+use crate::train::{
+    self, BatchSize, EpochRecord, Mode, Observer, Outcome, Position, StepLog, TrainConfig,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -22,30 +28,84 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Passes over the training set [default: by mode: stochastic 1, mini-batch 10, batch 100].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Samples per step: a number (64 = mini-batch, 1 = stochastic) or `full` (batch descent).
     #[arg(long, default_value = "64")]
     pub batch_size: String,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.03, allow_negative_numbers = true)]
-    pub lr: f32,
-    /// SGD momentum (0 = plain SGD).
+    /// sgd, nesterov, adam or adamw [default: by mode, printed in the header].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Peak learning rate [default: by mode and optimizer, printed in the header].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// SGD/Nesterov momentum in [0, 1); 0 is plain SGD [default: by mode].
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// Adam's β1.
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
-    pub momentum: f32,
-    /// Seed for initialisation and shuffling.
+    pub beta1: f32,
+    /// Adam's β2.
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
+    pub beta2: f32,
+    /// Adam's ε.
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
+    pub eps: f32,
+    /// Weight decay λ: L2 added to the gradient (sgd, nesterov, adam), decoupled (adamw).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub weight_decay: f32,
+    /// constant, step, cosine or onecycle, per step [default: by mode].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleKind>,
+    /// Linear warm-up over this many steps.
+    #[arg(long, conflicts_with = "warmup_epochs")]
+    pub warmup_steps: Option<u64>,
+    /// Linear warm-up over this many epochs.
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// `--lr-schedule step`: multiply the lr by --lr-gamma every this many epochs.
+    #[arg(long, default_value_t = 10)]
+    pub lr_step: u64,
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub lr_gamma: f32,
+    /// The lr that cosine and one-cycle anneal to, and the step schedule's floor.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub min_lr: f32,
+    /// Dropout probability on every hidden layer's output, training only (inverted scaling).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub dropout: f32,
+    /// Hold out N training samples (chosen with the seed) as a validation set.
+    #[arg(long, value_name = "N")]
+    pub val: Option<usize>,
+    /// Stop after K epochs without a better validation loss and restore the best weights
+    /// (needs --val).
+    #[arg(long, value_name = "K")]
+    pub patience: Option<usize>,
+    /// Stop as soon as the test (or, with --val, validation) accuracy reaches A (0..1 or a
+    /// percentage), and report the training time it took.
+    #[arg(long, value_name = "A")]
+    pub target_accuracy: Option<f64>,
+    /// Seed for initialisation, shuffling, dropout and the validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
     /// Train on the first N training samples only.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Append nothing; (re)write this file with one JSON object per epoch.
+    /// (Re)write this file with one JSON object per epoch.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
     /// Save the trained model as a safetensors checkpoint.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Write DIR/last.safetensors every epoch (and DIR/best.safetensors with --val): weights,
+    /// optimizer state and position, so `--resume` can continue the run.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint (from --checkpoint-dir or Ctrl-C); give the
+    /// same model, data and batch flags as the run that wrote it.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
     /// Also print the mean training loss every N steps. The loss is summed on the device, so on
     /// the GPU this reads it back every N steps instead of once per epoch.
     #[arg(long, value_name = "N")]
@@ -57,14 +117,152 @@ pub struct TrainArgs {
     pub print_plan: bool,
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    // Check every flag before touching the data, so a typo costs nothing.
+/// What a run was, as resolved from the flags and the mode's defaults: stored in resumable
+/// checkpoints, compared on `--resume`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub dataset: String,
+    pub model: String,
+    pub init: String,
+    pub seed: u32,
+    pub epochs: usize,
+    pub batch: usize,
+    pub limit: Option<usize>,
+    pub val: Option<usize>,
+    pub optim: OptimConfig,
+    pub schedule: Schedule,
+    pub dropout: f32,
+    pub patience: Option<usize>,
+    pub target_accuracy: Option<f64>,
+}
+
+/// The defaults of one kind of descent, for what the user left unset.
+pub struct ModeDefaults {
+    pub optimizer: OptimizerKind,
+    pub lr: f32,
+    pub momentum: f32,
+    pub epochs: usize,
+    pub schedule: ScheduleKind,
+}
+
+/// Per-mode defaults, chosen by measurement on MNIST (README, "Defaults"): one sample per step
+/// needs a small, decaying rate; a full batch takes few, large steps, which Adam handles best.
+pub fn mode_defaults(mode: Mode, optimizer: Option<OptimizerKind>) -> ModeDefaults {
+    let (opt, epochs, schedule) = match mode {
+        Mode::Stochastic => (OptimizerKind::Sgd, 1, ScheduleKind::Cosine),
+        Mode::MiniBatch => (OptimizerKind::Sgd, 10, ScheduleKind::Cosine),
+        Mode::Batch => (OptimizerKind::Adam, 100, ScheduleKind::Constant),
+    };
+    let optimizer = optimizer.unwrap_or(opt);
+    let (lr, momentum) = match (mode, optimizer) {
+        (Mode::Stochastic, OptimizerKind::Sgd) => (0.02, 0.0),
+        (Mode::Stochastic, OptimizerKind::Nesterov) => (0.002, 0.9),
+        (Mode::Stochastic, _) => (2e-4, 0.9),
+        (Mode::MiniBatch, OptimizerKind::Sgd | OptimizerKind::Nesterov) => (0.05, 0.9),
+        (Mode::MiniBatch, _) => (1e-3, 0.9),
+        (Mode::Batch, OptimizerKind::Sgd | OptimizerKind::Nesterov) => (0.5, 0.9),
+        (Mode::Batch, _) => (0.01, 0.9),
+    };
+    ModeDefaults {
+        optimizer,
+        lr,
+        momentum,
+        epochs,
+        schedule,
+    }
+}
+
+/// Everything `run` resolved from the flags before touching the data.
+struct Resolved {
+    spec: ModelSpec,
+    batch: BatchSize,
+    mode: Mode,
+    optim: OptimConfig,
+    lr: f32,
+    schedule: ScheduleKind,
+    epochs: usize,
+    /// Which settings came from the mode's defaults, for the header.
+    defaulted: Vec<String>,
+    target: Option<f64>,
+}
+
+fn resolve(args: &TrainArgs) -> Result<Resolved> {
     let spec = args.model.spec()?;
     let batch = BatchSize::parse(&args.batch_size)?;
-    let lr = train::check_lr(args.lr)?;
-    let momentum = train::check_momentum(args.momentum)?;
-    if args.epochs == 0 {
+    let mode = Mode::of(batch);
+    let d = mode_defaults(mode, args.optimizer);
+    let mut defaulted = Vec::new();
+    let mut pick = |name: &str, given: bool, shown: String| {
+        if !given {
+            defaulted.push(format!("{name} {shown}"));
+        }
+    };
+    pick(
+        "--optimizer",
+        args.optimizer.is_some(),
+        d.optimizer.name().into(),
+    );
+    let lr = args.lr.unwrap_or(d.lr);
+    pick("--lr", args.lr.is_some(), lr.to_string());
+    let momentum = args.momentum.unwrap_or(d.momentum);
+    if matches!(d.optimizer, OptimizerKind::Sgd | OptimizerKind::Nesterov) {
+        pick("--momentum", args.momentum.is_some(), momentum.to_string());
+    }
+    let epochs = args.epochs.unwrap_or(d.epochs);
+    pick("--epochs", args.epochs.is_some(), epochs.to_string());
+    let schedule = args.lr_schedule.unwrap_or(d.schedule);
+    pick(
+        "--lr-schedule",
+        args.lr_schedule.is_some(),
+        schedule.name().into(),
+    );
+    let optim = OptimConfig {
+        kind: d.optimizer,
+        momentum,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args.weight_decay,
+    };
+    optim.check()?;
+    Schedule {
+        kind: schedule,
+        lr,
+        min_lr: args.min_lr,
+        warmup_steps: 0,
+        step_every: args.lr_step,
+        gamma: args.lr_gamma,
+        total_steps: 1,
+    }
+    .check_rates()?;
+    if epochs == 0 {
         return Err(Error::InvalidArg("--epochs 0: nothing to train".into()));
+    }
+    if !(args.dropout.is_finite() && (0.0..1.0).contains(&args.dropout)) {
+        return Err(Error::InvalidArg(format!(
+            "--dropout {}: must be at least 0 and below 1",
+            args.dropout
+        )));
+    }
+    if args.dropout > 0.0 && spec.hidden().is_empty() {
+        return Err(Error::InvalidArg(
+            "--dropout needs a hidden layer to drop units from (--hidden none has none)".into(),
+        ));
+    }
+    if args.patience.is_some() && args.val.is_none() {
+        return Err(Error::InvalidArg(
+            "--patience needs --val N: early stopping watches the validation loss".into(),
+        ));
+    }
+    if args.patience == Some(0) {
+        return Err(Error::InvalidArg(
+            "--patience 0: give at least 1 epoch".into(),
+        ));
+    }
+    if args.val == Some(0) {
+        return Err(Error::InvalidArg(
+            "--val 0: hold out at least one sample".into(),
+        ));
     }
     if args.log_every == Some(0) {
         return Err(Error::InvalidArg(
@@ -76,114 +274,423 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "--limit 0: no samples to train on".into(),
         ));
     }
+    let target = args
+        .target_accuracy
+        .map(|a| {
+            let a = if a > 1.0 && a <= 100.0 { a / 100.0 } else { a };
+            if a.is_finite() && a > 0.0 && a <= 1.0 {
+                Ok(a)
+            } else {
+                Err(Error::InvalidArg(format!(
+                    "--target-accuracy {a}: give a fraction in (0, 1] or a percentage"
+                )))
+            }
+        })
+        .transpose()?;
+    if let Some(w) = args.warmup_epochs
+        && !(w.is_finite() && w >= 0.0)
+    {
+        return Err(Error::InvalidArg(format!(
+            "--warmup-epochs {w}: must be a number, 0 or more"
+        )));
+    }
+    Ok(Resolved {
+        spec,
+        batch,
+        mode,
+        optim,
+        lr,
+        schedule,
+        epochs,
+        defaulted,
+        target,
+    })
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    // Check every flag and output path before touching the data, so a typo costs nothing.
+    let r = resolve(&args)?;
     for (flag, path) in [("--metrics", &args.metrics), ("--save", &args.save)] {
         if let Some(p) = path {
-            check_output_dir(flag, p)?;
+            check_output_file(flag, p)?;
         }
     }
+    if let Some(dir) = &args.checkpoint_dir {
+        check_output_dir("--checkpoint-dir", dir)?;
+    }
+    let resume = args
+        .resume
+        .as_ref()
+        .map(|p| load_resume(p, &r.spec, args.data.dataset))
+        .transpose()?;
 
     let Splits { mut train, test } = load_data(&args.data)?;
     if let Some(n) = args.limit {
         train.truncate(n);
     }
+    let val = match args.val {
+        Some(n) if n >= train.len() => {
+            return Err(Error::InvalidArg(format!(
+                "--val {n}: the training set has only {} samples; hold out fewer",
+                train.len()
+            )));
+        }
+        Some(n) => {
+            let (t, v) = split_validation(&train, n, args.seed);
+            train = t;
+            Some(v)
+        }
+        None => None,
+    };
     let n_train = train.len();
-    let batch = batch.resolve(n_train);
-    let params = spec.init_params(args.model.init, args.seed);
+    let batch = r.batch.resolve(n_train);
+    let steps = n_train.div_ceil(batch);
+    let warmup_steps = match (args.warmup_steps, args.warmup_epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => (e * steps as f64).round() as u64,
+        (None, None) => 0,
+    };
+    let schedule = Schedule {
+        kind: r.schedule,
+        lr: r.lr,
+        min_lr: args.min_lr,
+        warmup_steps,
+        step_every: args.lr_step.saturating_mul(steps as u64),
+        gamma: args.lr_gamma,
+        total_steps: (r.epochs * steps) as u64,
+    };
+    schedule.check()?;
+    let config = RunConfig {
+        dataset: args.data.dataset.name().into(),
+        model: r.spec.describe(),
+        init: format!("{:?}", args.model.init).to_lowercase(),
+        seed: args.seed,
+        epochs: r.epochs,
+        batch,
+        limit: args.limit,
+        val: args.val,
+        optim: r.optim,
+        schedule,
+        dropout: args.dropout,
+        patience: args.patience,
+        target_accuracy: r.target,
+    };
+    let (params, start, state) = match resume {
+        Some((ck, rs)) => {
+            check_resume_config(
+                &rs,
+                &config,
+                args.resume.as_deref().unwrap_or(Path::new("")),
+            )?;
+            (ck.params, rs.position, Some(rs.state))
+        }
+        None => (
+            r.spec.init_params(args.model.init, args.seed),
+            Position::default(),
+            None,
+        ),
+    };
+    let setup = Setup {
+        spec: r.spec.clone(),
+        params,
+        train: Arc::new(train),
+        test: Arc::new(test),
+        val: val.map(Arc::new),
+        batch,
+        optim: r.optim,
+        dropout: args.dropout,
+        seed: args.seed,
+    };
     if args.print_plan {
         let dev = DeviceArgs {
             device: DeviceChoice::Gpu,
             ..args.device.clone()
         };
-        let gpu = open_gpu(&dev, resident_bytes(&train, &test))?
+        let gpu = open_gpu(&dev, resident_bytes(&setup.train, &setup.test))?
             .ok_or_else(|| Error::InvalidArg("--print-plan needs a GPU adapter".into()))?;
-        let b = GpuBackend::new(gpu, spec.clone(), &params, &train, &test, batch, momentum)?;
+        let b = GpuBackend::new(gpu, &setup)?;
         println!("{}", b.device());
         for p in b.plans() {
             println!("{p}");
         }
         return Ok(());
     }
-    let mut backend = make_backend(
-        &args.device,
-        &spec,
-        params,
-        Arc::new(train),
-        Arc::new(test),
-        batch,
-        momentum,
-    )?;
+    let mut backend = make_backend(&args.device, setup)?;
+    if let Some(s) = &state {
+        backend.set_optimizer_state(s)?;
+    }
     let quiet = args.data.quiet;
     println!(
-        "model {} | {} on {} | {} samples, batch {}, lr {}, momentum {} | {}",
-        spec.describe(),
+        "model {} | {} on {} | {} samples{}, batch {} | {}, {} | {} epochs | {}",
+        r.spec.describe(),
         args.data.dataset.name(),
         backend.device(),
         n_train,
+        args.val
+            .map(|v| format!(" (+{v} validation)"))
+            .unwrap_or_default(),
         batch,
-        lr,
-        momentum,
-        if batch == n_train {
-            "batch gradient descent"
-        } else if batch == 1 {
-            "stochastic gradient descent"
-        } else {
-            "mini-batch gradient descent"
-        }
+        r.optim.describe(),
+        schedule.describe(),
+        r.epochs,
+        r.mode.name(),
     );
+    if !r.defaulted.is_empty() {
+        println!("defaults for {}: {}", r.mode.name(), r.defaulted.join(", "));
+    }
+    if start.epoch > 0 {
+        println!(
+            "resuming at epoch {}, step {} ({:.1}s of training done)",
+            start.epoch, start.step, start.elapsed
+        );
+    }
+    let interrupt = interrupt_flag();
     let cfg = TrainConfig {
-        epochs: args.epochs,
+        epochs: r.epochs,
         batch,
-        lr,
+        optim: r.optim,
+        schedule,
         seed: args.seed,
         progress: !quiet,
         log_every: args.log_every,
+        val: args.val.is_some(),
+        patience: args.patience,
+        target_accuracy: r.target,
+        start,
+        interrupt: Some(interrupt),
     };
-    let mut lines = String::new();
-    let metrics = args.metrics.clone();
-    train::train(backend.as_mut(), &cfg, n_train, |r: &EpochRecord| {
+    let config_json = serde_json::to_string(&config)
+        .map_err(|e| Error::InvalidArg(format!("configuration: {e}")))?;
+    let mut obs = CliObserver {
+        metrics: args.metrics.clone(),
+        lines: String::new(),
+        checkpoint_dir: args.checkpoint_dir.clone(),
+        spec: r.spec.clone(),
+        dataset: args.data.dataset,
+        optim: r.optim.kind,
+        config: config_json.clone(),
+    };
+    let (_records, outcome) = train::train(backend.as_mut(), &cfg, n_train, &mut obs)?;
+    match &outcome {
+        Outcome::Completed => {}
+        Outcome::EarlyStopped { best_epoch } => println!(
+            "early stopping: no better validation loss for {} epochs; restored the weights of epoch {best_epoch}",
+            args.patience.unwrap_or(0)
+        ),
+        Outcome::TargetReached { epoch, seconds } => println!(
+            "target accuracy {:.2}% reached after epoch {epoch}: {seconds:.2}s of training",
+            100.0 * r.target.unwrap_or(0.0)
+        ),
+        Outcome::Interrupted { next } => {
+            let path = match &args.checkpoint_dir {
+                Some(d) => d.join("last.safetensors"),
+                None => PathBuf::from("descent-interrupted.safetensors"),
+            };
+            obs.save_resumable(backend.as_mut(), &path, next)?;
+            return Err(Error::Interrupted { path });
+        }
+    }
+    if let Some(path) = &args.save {
+        let params = backend.params()?;
+        model::save_checkpoint(path, &r.spec, &params, args.data.dataset, None)?;
+        println!("saved {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints each epoch and writes the metrics file and the checkpoints.
+struct CliObserver {
+    metrics: Option<PathBuf>,
+    lines: String,
+    checkpoint_dir: Option<PathBuf>,
+    spec: ModelSpec,
+    dataset: crate::data::DatasetKind,
+    optim: OptimizerKind,
+    config: String,
+}
+
+impl CliObserver {
+    fn save_resumable(
+        &self,
+        backend: &mut dyn Backend,
+        path: &Path,
+        next: &Position,
+    ) -> Result<()> {
+        let params = backend.params()?;
+        let resume = ResumeState {
+            optimizer: self.optim,
+            state: backend.optimizer_state()?,
+            position: *next,
+            config: self.config.clone(),
+        };
+        model::save_checkpoint(path, &self.spec, &params, self.dataset, Some(&resume))
+    }
+}
+
+impl Observer for CliObserver {
+    fn on_epoch(
+        &mut self,
+        r: &EpochRecord,
+        backend: &mut dyn Backend,
+        next: &Position,
+    ) -> Result<()> {
+        let val = match (r.val_loss, r.val_accuracy) {
+            (Some(l), Some(a)) => format!("  val loss {l:.4}  val acc {:.2}%", 100.0 * a),
+            _ => String::new(),
+        };
         println!(
-            "epoch {:>3}  train loss {:.4}  test loss {:.4}  test acc {:.2}%  {:.2}s  {:.0} samples/s",
+            "epoch {:>3}  train loss {:.4}{val}  test loss {:.4}  test acc {:.2}%  lr {:.3e}  {:.2}s  {:.0} samples/s",
             r.epoch,
             r.train_loss,
             r.test_loss,
             100.0 * r.test_accuracy,
+            r.lr_end,
             r.epoch_seconds,
             r.samples_per_second
         );
-        if let Some(path) = &metrics {
+        if let Some(w) = &r.warning {
+            eprintln!("warning: {w}");
+        }
+        if let Some(path) = &self.metrics {
             let line = serde_json::to_string(r).map_err(|e| {
                 Error::io(
                     path,
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e),
                 )
             })?;
-            lines.push_str(&line);
-            lines.push('\n');
-            crate::write_atomic(path, lines.as_bytes())?;
+            self.lines.push_str(&line);
+            self.lines.push('\n');
+            crate::write_atomic(path, self.lines.as_bytes())?;
+        }
+        if let Some(dir) = self.checkpoint_dir.clone() {
+            self.save_resumable(backend, &dir.join("last.safetensors"), next)?;
+            if r.best {
+                self.save_resumable(backend, &dir.join("best.safetensors"), next)?;
+            }
         }
         Ok(())
-    })?;
-    if let Some(path) = &args.save {
-        let params = backend.params()?;
-        model::save_checkpoint(path, &spec, &params, args.data.dataset)?;
-        println!("saved {}", path.display());
     }
-    Ok(())
+
+    fn on_step_log(&mut self, _log: &StepLog) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// Fails before any training when an output file's directory does not exist.
-fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+/// Splits `n` samples, chosen by the seed, off the training set: (train, validation).
+pub fn split_validation(train: &Dataset, n: usize, seed: u32) -> (Dataset, Dataset) {
+    let order = rng::permutation(train.len(), seed, rng::stream::VALIDATION);
+    let (v_idx, t_idx) = order.split_at(n);
+    let pick = |idx: &[u32]| {
+        // Kept in the original order, so --val changes only which samples are held out.
+        let mut idx = idx.to_vec();
+        idx.sort_unstable();
+        let px = crate::data::PIXELS;
+        let mut d = Dataset {
+            images: Vec::with_capacity(idx.len() * px),
+            labels: Vec::with_capacity(idx.len()),
+        };
+        for &i in &idx {
+            let i = i as usize;
+            d.images
+                .extend_from_slice(&train.images[i * px..(i + 1) * px]);
+            d.labels.push(train.labels[i]);
+        }
+        d
     };
-    if dir.is_dir() {
+    (pick(t_idx), pick(v_idx))
+}
+
+/// Loads a checkpoint for `--resume` and checks it is one, of this model and data set.
+fn load_resume(
+    path: &Path,
+    spec: &ModelSpec,
+    dataset: crate::data::DatasetKind,
+) -> Result<(model::Checkpoint, ResumeState)> {
+    let ck = model::load_checkpoint(path, None, None)?;
+    let bad = |msg: String| Error::Checkpoint {
+        path: path.to_owned(),
+        msg,
+    };
+    let rs = ck.resume.clone().ok_or_else(|| {
+        bad("holds weights only (from --save), not a resumable run: use a checkpoint from --checkpoint-dir or from Ctrl-C".into())
+    })?;
+    if ck.spec != *spec {
+        return Err(bad(format!(
+            "--resume: the checkpoint is {}, these flags describe {}; give the same --hidden, --activation and --loss",
+            ck.spec.describe(),
+            spec.describe()
+        )));
+    }
+    if let Some(ds) = ck.dataset
+        && ds != dataset
+    {
+        return Err(bad(format!(
+            "--resume: the run trained on {}, these flags say --dataset {}",
+            ds.name(),
+            dataset.name()
+        )));
+    }
+    Ok((ck, rs))
+}
+
+/// On `--resume`, the settings that decide what each step does must be the run's own.
+fn check_resume_config(rs: &ResumeState, now: &RunConfig, path: &Path) -> Result<()> {
+    let was: RunConfig = serde_json::from_str(&rs.config).map_err(|e| Error::Checkpoint {
+        path: path.to_owned(),
+        msg: format!("its run configuration does not parse ({e})"),
+    })?;
+    let mut diffs = Vec::new();
+    let mut cmp = |flag: &str, a: String, b: String| {
+        if a != b {
+            diffs.push(format!("{flag} was {a}, now {b}"));
+        }
+    };
+    cmp("--batch-size", was.batch.to_string(), now.batch.to_string());
+    cmp("--seed", was.seed.to_string(), now.seed.to_string());
+    cmp(
+        "--limit",
+        format!("{:?}", was.limit),
+        format!("{:?}", now.limit),
+    );
+    cmp("--val", format!("{:?}", was.val), format!("{:?}", now.val));
+    cmp(
+        "--optimizer",
+        was.optim.kind.name().into(),
+        now.optim.kind.name().into(),
+    );
+    if diffs.is_empty() {
         Ok(())
     } else {
-        Err(Error::InvalidArg(format!(
-            "{flag} {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )))
+        Err(Error::Checkpoint {
+            path: path.to_owned(),
+            msg: format!(
+                "--resume with other settings than the run that wrote it: {}",
+                diffs.join("; ")
+            ),
+        })
     }
+}
+
+/// The flag SIGINT/SIGTERM set: the loop finishes its step and writes a resumable checkpoint. A
+/// second signal exits at once. One handler per process, installed on first use.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                // SAFETY: _exit ends the process at once, as the user asked twice.
+                unsafe { libc::_exit(130) }
+            }
+            eprintln!(
+                "\ninterrupted: finishing this step and writing a checkpoint (again to quit now)"
+            );
+        });
+        if let Err(e) = installed {
+            eprintln!("note: Ctrl-C will not save a checkpoint ({e})");
+        }
+        flag
+    })
+    .clone()
 }

@@ -6,6 +6,7 @@ use super::args::{DeviceArgs, DeviceChoice, open_gpu};
 use crate::error::{Error, Result};
 use crate::gpu::{MatmulVariant, verify};
 use crate::model::{Activation, Loss, ModelSpec};
+use crate::optim::{OptimConfig, OptimizerKind};
 
 #[derive(Args, Debug, Clone)]
 pub struct VerifyArgs {
@@ -39,7 +40,36 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         (&[][..], Activation::Sigmoid, Loss::Xent, 1, 10),
     ] {
         let spec = ModelSpec::new(hidden, act, loss);
-        rows.extend(verify::step_checks(gpu.clone(), &spec, batch, steps)?);
+        rows.extend(verify::step_checks(
+            gpu.clone(),
+            &spec,
+            batch,
+            steps,
+            OptimConfig::sgd(0.9),
+            0.0,
+        )?);
+    }
+    // Every other optimizer, weight decay and dropout, through whole steps.
+    let spec = ModelSpec::new(&[64, 20], Activation::Relu, Loss::Xent);
+    for (kind, wd, dropout) in [
+        (OptimizerKind::Nesterov, 1e-3, 0.0),
+        (OptimizerKind::Adam, 1e-3, 0.0),
+        (OptimizerKind::Adamw, 1e-2, 0.3),
+        (OptimizerKind::Sgd, 0.0, 0.5),
+    ] {
+        let optim = OptimConfig {
+            kind,
+            weight_decay: wd,
+            ..OptimConfig::sgd(0.9)
+        };
+        rows.extend(verify::step_checks(
+            gpu.clone(),
+            &spec,
+            16,
+            6,
+            optim,
+            dropout,
+        )?);
     }
     print!("{}", verify::table(&rows));
     verify::require_all_pass(&rows)?;

@@ -251,11 +251,81 @@ pub fn loss_reduce(sum: &mut f32, losses: &[f32], b: usize, accumulate: bool) {
     *sum = if accumulate { *sum + s } else { s };
 }
 
-/// velocity = momentum·velocity + grads; params −= lr·velocity (PyTorch's SGD with momentum).
-pub fn sgd_update(params: &mut [f32], velocity: &mut [f32], grads: &[f32], lr: f32, momentum: f32) {
-    for ((p, v), &g) in params.iter_mut().zip(velocity.iter_mut()).zip(grads) {
-        *v = momentum * *v + g;
-        *p -= lr * *v;
+/// The dropout mask of one hidden layer at one step: a pure function of (seed, step, layer,
+/// index), computed the same way by shaders/dropout.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutKey {
+    /// seed ^ mix32(global step)
+    pub seed: u32,
+    /// rng::stream::DROPOUT + layer
+    pub stream: u32,
+    /// An element is dropped when the hash's top 24 bits fall below this (p·2^24).
+    pub threshold: u32,
+    /// 1/(1−p), the inverted-dropout scale.
+    pub scale: f32,
+    /// 1 − p
+    pub keep_prob: f32,
+}
+
+impl DropoutKey {
+    pub fn new(p: f32, seed: u32, step: u32, layer: usize) -> Self {
+        DropoutKey {
+            seed: seed ^ crate::rng::mix32(step),
+            stream: crate::rng::stream::DROPOUT.wrapping_add(layer as u32),
+            threshold: (p as f64 * 16_777_216.0).round() as u32,
+            scale: 1.0 / (1.0 - p),
+            keep_prob: 1.0 - p,
+        }
+    }
+
+    /// Whether element `index` (row·width + unit, rows counted from the batch's start) survives.
+    #[inline]
+    pub fn keep(&self, index: u32) -> bool {
+        (crate::rng::hash3(self.seed, self.stream, index) >> 8) >= self.threshold
+    }
+}
+
+/// act[rows, width] = keep ? act·scale : 0, in place; `row0` is the chunk's first row in the batch.
+pub fn dropout_forward(act: &mut [f32], key: &DropoutKey, row0: usize, width: usize) {
+    let base = (row0 * width) as u32;
+    for (i, a) in act.iter_mut().enumerate() {
+        *a = if key.keep(base.wrapping_add(i as u32)) {
+            *a * key.scale
+        } else {
+            0.0
+        };
+    }
+}
+
+/// dact[rows, width] = keep ? dact·scale·f'(act·(1−p)) : 0, where `act` is the dropped output:
+/// the gradient through the dropout and the activation together.
+pub fn dropout_backward(
+    dact: &mut [f32],
+    act: &[f32],
+    key: &DropoutKey,
+    kind: Activation,
+    row0: usize,
+    width: usize,
+) {
+    let base = (row0 * width) as u32;
+    for (i, (d, &a)) in dact.iter_mut().zip(act).enumerate() {
+        let h = a * key.keep_prob;
+        let df = match kind {
+            Activation::Relu => {
+                if h > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Sigmoid => h * (1.0 - h),
+            Activation::Tanh => 1.0 - h * h,
+        };
+        *d = if key.keep(base.wrapping_add(i as u32)) {
+            *d * key.scale * df
+        } else {
+            0.0
+        };
     }
 }
 

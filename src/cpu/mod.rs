@@ -1,15 +1,33 @@
 //! The CPU path: the reference maths every GPU kernel is checked against, and a fast baseline.
 
 pub mod kernels;
+pub mod optim;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, EpochStats, EvalStats};
+use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
 use crate::data::{CLASSES, Dataset};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Loss, ModelSpec};
+use crate::optim::{OptimConfig, StepHyper};
 use kernels::*;
 use rayon::prelude::*;
+
+/// Dropout during one training step: the probability, the seed and the global step key the
+/// masks; `row0` is the first row of the chunk within its batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutCtx {
+    pub p: f32,
+    pub seed: u32,
+    pub step: u32,
+    pub row0: usize,
+}
+
+impl DropoutCtx {
+    fn key(&self, layer: usize) -> DropoutKey {
+        DropoutKey::new(self.p, self.seed, self.step, layer)
+    }
+}
 
 /// Buffers for one forward/backward pass over up to `rows` samples.
 pub struct Workspace {
@@ -51,8 +69,15 @@ impl Workspace {
 }
 
 /// Forward pass over `b` rows already in `ws.activations[0]` and `ws.labels`; fills per-sample
-/// losses and returns their sum.
-pub fn forward(spec: &ModelSpec, params: &[f32], ws: &mut Workspace, b: usize) -> f64 {
+/// losses and returns their sum. With `dropout` (training), every hidden layer's output is
+/// dropped after its activation.
+pub fn forward(
+    spec: &ModelSpec,
+    params: &[f32],
+    ws: &mut Workspace,
+    b: usize,
+    dropout: Option<&DropoutCtx>,
+) -> f64 {
     let layers = spec.layers();
     let last = layers.len() - 1;
     for (l, s) in layers.iter().enumerate() {
@@ -64,6 +89,9 @@ pub fn forward(spec: &ModelSpec, params: &[f32], ws: &mut Workspace, b: usize) -
         matmul_forward(out, inp, weight, bias, b, s.inp, s.out);
         if l != last {
             activation_forward(spec.activation, out);
+            if let Some(d) = dropout {
+                dropout_forward(out, &d.key(l), d.row0, s.out);
+            }
         }
     }
     let logits = &ws.activations[last + 1][..b * CLASSES];
@@ -79,7 +107,8 @@ pub fn forward(spec: &ModelSpec, params: &[f32], ws: &mut Workspace, b: usize) -
 
 /// Backward pass after [`forward`] over `b` rows: writes d(loss)/d(params) into `grads` (same
 /// layout), or adds to them with `accumulate`; each sample's loss is weighted by `scale`
-/// (1/batch for the batch mean).
+/// (1/batch for the batch mean). `dropout` must be what the forward pass used.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &ModelSpec,
     params: &[f32],
@@ -88,6 +117,7 @@ pub fn backward(
     b: usize,
     scale: f32,
     accumulate: bool,
+    dropout: Option<&DropoutCtx>,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -120,7 +150,13 @@ pub fn backward(
             let weight = &params[s.w_off..s.w_off + s.inp * s.out];
             let dinp = &mut dbefore[l][..b * s.inp];
             matmul_backward_input(dinp, dout, weight, b, s.inp, s.out);
-            activation_backward(spec.activation, dinp, inp);
+            match dropout {
+                // Layer l − 1's output was dropped: through the mask and the activation at once.
+                Some(d) => {
+                    dropout_backward(dinp, inp, &d.key(l - 1), spec.activation, d.row0, s.inp)
+                }
+                None => activation_backward(spec.activation, dinp, inp),
+            }
         }
     }
 }
@@ -136,9 +172,53 @@ pub fn loss_and_grads(
     let mut ws = Workspace::new(spec, b);
     ws.activations[0].copy_from_slice(x);
     ws.labels.copy_from_slice(labels);
-    let loss = forward(spec, params, &mut ws, b) / b as f64;
+    let loss = forward(spec, params, &mut ws, b, None) / b as f64;
     let mut grads = vec![0.0; params.len()];
-    backward(spec, params, &mut grads, &mut ws, b, 1.0 / b as f32, false);
+    backward(
+        spec,
+        params,
+        &mut grads,
+        &mut ws,
+        b,
+        1.0 / b as f32,
+        false,
+        None,
+    );
+    (loss, grads)
+}
+
+/// [`loss_and_grads`] with dropout keyed by (seed, step): what one training step computes.
+pub fn loss_and_grads_dropout(
+    spec: &ModelSpec,
+    params: &[f32],
+    x: &[f32],
+    labels: &[u32],
+    p: f32,
+    seed: u32,
+    step: u32,
+) -> (f64, Vec<f32>) {
+    let b = labels.len();
+    let mut ws = Workspace::new(spec, b);
+    ws.activations[0].copy_from_slice(x);
+    ws.labels.copy_from_slice(labels);
+    let d = DropoutCtx {
+        p,
+        seed,
+        step,
+        row0: 0,
+    };
+    let loss = forward(spec, params, &mut ws, b, Some(&d)) / b as f64;
+    let mut grads = vec![0.0; params.len()];
+    backward(
+        spec,
+        params,
+        &mut grads,
+        &mut ws,
+        b,
+        1.0 / b as f32,
+        false,
+        Some(&d),
+    );
     (loss, grads)
 }
 
@@ -164,28 +244,38 @@ pub struct CpuBackend {
     spec: ModelSpec,
     train: Arc<Dataset>,
     test: Arc<Dataset>,
-    momentum: f32,
-    /// params, velocity: [num_params], in ModelSpec::layers layout.
+    val: Option<Arc<Dataset>>,
+    optim: OptimConfig,
+    dropout: f32,
+    seed: u32,
+    /// params, state1, state2: [num_params], in ModelSpec::layers layout; state1 is the
+    /// momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
     params: Vec<f32>,
-    velocity: Vec<f32>,
+    state1: Vec<f32>,
+    state2: Vec<f32>,
     workers: Vec<Worker>,
     eval_ws: Option<Workspace>,
-    /// order: [n_train], this epoch's visiting order.
+    /// order: [n_train], this epoch's visiting order; hyper: [steps], its per-step coefficients.
     order: Vec<u32>,
+    hyper: Vec<StepHyper>,
     stats: EpochStats,
     /// Σ loss of each step of the epoch so far.
     step_sums: Vec<f32>,
 }
 
 impl CpuBackend {
-    pub fn new(
-        spec: ModelSpec,
-        params: Vec<f32>,
-        train: Arc<Dataset>,
-        test: Arc<Dataset>,
-        batch: usize,
-        momentum: f32,
-    ) -> Self {
+    pub fn new(setup: Setup) -> Self {
+        let Setup {
+            spec,
+            params,
+            train,
+            test,
+            val,
+            batch,
+            optim,
+            dropout,
+            seed,
+        } = setup;
         let n = params.len();
         let threads = rayon::current_num_threads().max(1);
         let rows = batch.div_ceil(threads).clamp(1, CHUNK_ROWS);
@@ -200,15 +290,24 @@ impl CpuBackend {
             spec,
             train,
             test,
-            momentum,
+            val,
+            optim,
+            dropout,
+            seed,
             params,
-            velocity: vec![0.0; n],
+            state1: vec![0.0; n],
+            state2: vec![0.0; n],
             workers,
             eval_ws: None,
             order: Vec::new(),
+            hyper: Vec::new(),
             stats: EpochStats::default(),
             step_sums: Vec::new(),
         }
+    }
+
+    fn state_count(&self) -> usize {
+        self.optim.kind.state_names().len()
     }
 }
 
@@ -217,21 +316,35 @@ impl Backend for CpuBackend {
         format!("cpu ({} threads)", self.workers.len())
     }
 
-    fn begin_epoch(&mut self, order: &[u32]) -> Result<()> {
+    fn begin_epoch(
+        &mut self,
+        order: &[u32],
+        hyper: &[StepHyper],
+        _first_step: usize,
+    ) -> Result<()> {
         self.order.clear();
         self.order.extend_from_slice(order);
+        self.hyper.clear();
+        self.hyper.extend_from_slice(hyper);
         self.stats = EpochStats::default();
         self.step_sums.clear();
         Ok(())
     }
 
-    fn step(&mut self, step: usize, start: usize, len: usize, lr: f32) -> Result<()> {
+    fn step(&mut self, step: usize, start: usize, len: usize) -> Result<()> {
+        let h = *self.hyper.get(step).ok_or_else(|| {
+            Error::InvalidArg(format!(
+                "step {step}: begin_epoch gave coefficients for {} steps",
+                self.hyper.len()
+            ))
+        })?;
         // Data parallel: each worker takes a contiguous share of the batch, accumulates its own
         // gradient, and the shares are summed before the update.
         let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
         let per = len.div_ceil(used);
         let scale = 1.0 / len as f32;
         let (spec, params, train, order) = (&self.spec, &self.params, &*self.train, &self.order);
+        let (p_drop, seed) = (self.dropout, self.seed);
         self.workers[..used]
             .par_iter_mut()
             .enumerate()
@@ -251,9 +364,24 @@ impl Backend for CpuBackend {
                         start + lo,
                         b,
                     );
-                    w.loss += forward(spec, params, ws, b);
+                    let drop = (p_drop > 0.0).then_some(DropoutCtx {
+                        p: p_drop,
+                        seed,
+                        step: h.t,
+                        row0: lo,
+                    });
+                    w.loss += forward(spec, params, ws, b, drop.as_ref());
                     // The first chunk overwrites the gradient, later ones add to it.
-                    backward(spec, params, &mut w.grads, ws, b, scale, lo != i * per);
+                    backward(
+                        spec,
+                        params,
+                        &mut w.grads,
+                        ws,
+                        b,
+                        scale,
+                        lo != i * per,
+                        drop.as_ref(),
+                    );
                     lo += b;
                 }
             });
@@ -270,17 +398,18 @@ impl Backend for CpuBackend {
         let others: Vec<&[f32]> = rest[..used - 1].iter().map(|w| &w.grads[..]).collect();
         // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
         let slice = self.params.len().div_ceil(used).max(UPDATE_MIN_SLICE);
-        let momentum = self.momentum;
+        let cfg = self.optim;
         self.params
             .par_chunks_mut(slice)
-            .zip(self.velocity.par_chunks_mut(slice))
+            .zip(self.state1.par_chunks_mut(slice))
+            .zip(self.state2.par_chunks_mut(slice))
             .zip(first[0].grads.par_chunks_mut(slice))
             .enumerate()
-            .for_each(|(i, ((p, v), g))| {
+            .for_each(|(i, (((p, s1), s2), g))| {
                 for o in &others {
                     g.iter_mut().zip(&o[i * slice..]).for_each(|(a, b)| *a += b);
                 }
-                sgd_update(p, v, g, lr, momentum);
+                optim::optimizer_update(p, s1, s2, g, &cfg, &h);
             });
         Ok(())
     }
@@ -293,17 +422,53 @@ impl Backend for CpuBackend {
         Ok(self.stats)
     }
 
-    fn evaluate(&mut self) -> Result<EvalStats> {
-        Ok(evaluate(
-            &self.spec,
-            &self.params,
-            &self.test,
-            &mut self.eval_ws,
-        ))
+    fn evaluate(&mut self, split: Split) -> Result<EvalStats> {
+        let data = match (split, &self.val) {
+            (Split::Test, _) => &self.test,
+            (Split::Val, Some(v)) => v,
+            (Split::Val, None) => {
+                return Err(Error::InvalidArg("no validation split (--val)".into()));
+            }
+        };
+        Ok(evaluate(&self.spec, &self.params, data, &mut self.eval_ws))
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
         Ok(self.params.clone())
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        check_len("parameters", params.len(), self.params.len())?;
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<Vec<f32>>> {
+        let all = [&self.state1, &self.state2];
+        Ok(all[..self.state_count()]
+            .iter()
+            .map(|s| s.to_vec())
+            .collect())
+    }
+
+    fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()> {
+        check_len("optimizer state tensors", state.len(), self.state_count())?;
+        for (dst, src) in [&mut self.state1, &mut self.state2].into_iter().zip(state) {
+            check_len("optimizer state", src.len(), dst.len())?;
+            dst.copy_from_slice(src);
+        }
+        Ok(())
+    }
+}
+
+/// An error unless a tensor handed to a backend has the length the model needs.
+pub fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::InvalidArg(format!(
+            "{got} {what} given, the model needs {want}"
+        )))
     }
 }
 
@@ -330,7 +495,7 @@ pub fn evaluate(
             start,
             b,
         );
-        loss += forward(spec, params, ws, b);
+        loss += forward(spec, params, ws, b, None);
         let logits = &ws.activations[spec.sizes.len() - 1][..b * CLASSES];
         argmax_correct(&mut correct, logits, &ws.labels[..b], b, CLASSES);
     }

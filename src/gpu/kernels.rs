@@ -16,7 +16,8 @@ const BIAS: &str = include_str!("../../shaders/bias.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
-const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 const HEAD: &str = include_str!("../../shaders/head.wgsl");
 
 /// Bytes of the uniform arrays of matmul_input.wgsl (the most a uniform binding may hold on most
@@ -117,11 +118,16 @@ pub enum Kernel {
     ArgmaxCorrect,
     BatchGather,
     SgdUpdate,
+    NesterovUpdate,
+    AdamUpdate,
+    AdamwUpdate,
+    DropoutForward,
+    DropoutBackward,
     OutputLayerStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
@@ -140,6 +146,11 @@ impl Kernel {
         Kernel::ArgmaxCorrect,
         Kernel::BatchGather,
         Kernel::SgdUpdate,
+        Kernel::NesterovUpdate,
+        Kernel::AdamUpdate,
+        Kernel::AdamwUpdate,
+        Kernel::DropoutForward,
+        Kernel::DropoutBackward,
         Kernel::OutputLayerStep,
     ];
 
@@ -164,6 +175,11 @@ impl Kernel {
             Kernel::ArgmaxCorrect => "argmax_correct",
             Kernel::BatchGather => "batch_gather",
             Kernel::SgdUpdate => "sgd_update",
+            Kernel::NesterovUpdate => "nesterov_update",
+            Kernel::AdamUpdate => "adam_update",
+            Kernel::AdamwUpdate => "adamw_update",
+            Kernel::DropoutForward => "dropout_forward",
+            Kernel::DropoutBackward => "dropout_backward",
             Kernel::OutputLayerStep => "output_layer_step",
         }
     }
@@ -214,7 +230,11 @@ impl Kernel {
             | Kernel::LossReduce
             | Kernel::ArgmaxCorrect => ("loss.wgsl", LOSS),
             Kernel::BatchGather => ("gather.wgsl", GATHER),
-            Kernel::SgdUpdate => ("update.wgsl", UPDATE),
+            Kernel::SgdUpdate
+            | Kernel::NesterovUpdate
+            | Kernel::AdamUpdate
+            | Kernel::AdamwUpdate => ("optim.wgsl", OPTIM),
+            Kernel::DropoutForward | Kernel::DropoutBackward => ("dropout.wgsl", DROPOUT),
             Kernel::OutputLayerStep => ("head.wgsl", HEAD),
         }
     }
@@ -249,7 +269,13 @@ impl Kernel {
                 (7, RW),
                 (6, U),
             ],
-            Kernel::SgdUpdate => &[(0, RW), (1, RW), (2, R), (3, U)],
+            // params, state1, state2, grads, hyper, state, then the block.
+            Kernel::SgdUpdate
+            | Kernel::NesterovUpdate
+            | Kernel::AdamUpdate
+            | Kernel::AdamwUpdate => &[(0, RW), (1, RW), (2, RW), (3, R), (4, R), (5, R), (6, U)],
+            Kernel::DropoutForward => &[(0, RW), (2, R), (3, R), (4, U)],
+            Kernel::DropoutBackward => &[(0, RW), (1, R), (2, R), (3, R), (4, U)],
             Kernel::OutputLayerStep => &[
                 (0, R),
                 (1, R),

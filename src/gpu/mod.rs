@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{Backend, EpochStats, EvalStats};
+use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::model::{Activation, LayerShape, Loss, ModelSpec};
+use crate::optim::{OptimConfig, OptimizerKind, StepHyper};
 pub use context::{GpuContext, GpuOptions};
 pub use kernels::{Form, Kernel, Kernels, MatmulVariant};
 use plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
@@ -248,11 +249,16 @@ pub struct Counters {
 pub struct GpuBackend {
     gpu: Arc<Gpu>,
     spec: ModelSpec,
+    optim: OptimConfig,
     batch: usize,
     n_train: usize,
-    /// params, grads, velocity: [num_params], in ModelSpec::layers layout.
+    /// params, grads: [num_params padded to vec4s], in ModelSpec::layers layout.
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
+    /// state1, state2: the optimizer's state, laid out as params (state2 is a placeholder for
+    /// the SGD family).
+    state1: wgpu::Buffer,
+    state2: wgpu::Buffer,
     /// order: [n_train], the epoch's visiting order.
     order: wgpu::Buffer,
     /// state: [4] u32; state[0] is the step within the epoch, advanced by output_layer_step (or
@@ -260,23 +266,58 @@ pub struct GpuBackend {
     state: wgpu::Buffer,
     /// step_losses: [steps per epoch], Σ loss of each step's batch.
     step_losses: wgpu::Buffer,
-    /// eval_sums: [test chunks], eval_correct: [1] u32.
-    eval_sums: wgpu::Buffer,
-    eval_correct: wgpu::Buffer,
-    /// hyper: the update's uniform block [n, lr, momentum, 0], rewritten when lr changes.
+    /// hyper: [steps per epoch] StepHyper, written once per epoch; each step's update and
+    /// dropout kernels read their row.
     hyper: wgpu::Buffer,
-    momentum: f32,
-    lr: Option<f32>,
     step_plan: Plan,
     tail_plan: Option<Plan>,
-    eval_plan: Plan,
-    n_test: usize,
+    test_eval: EvalSet,
+    val_eval: Option<EvalSet>,
     encoder: Option<wgpu::CommandEncoder>,
     pending_steps: usize,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
+    /// The epoch's first step (a resumed epoch starts past 0), and the steps recorded so far.
+    first_step: usize,
     epoch_steps: usize,
     epoch_samples: usize,
     pub counters: Counters,
+}
+
+/// A held-out split resident on the GPU with its evaluation plan and result buffers.
+struct EvalSet {
+    plan: Plan,
+    /// sums: [chunks] Σ loss per chunk; correct: [1] u32.
+    sums: wgpu::Buffer,
+    correct: wgpu::Buffer,
+    n: usize,
+}
+
+impl EvalSet {
+    fn new(
+        g: &Gpu,
+        spec: &ModelSpec,
+        name: &str,
+        data: &Dataset,
+        params: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+    ) -> Result<Self> {
+        let gd = GpuData::new(g, name, data);
+        let identity: Vec<u32> = (0..data.len() as u32).collect();
+        let order = g.storage_init(&format!("{name}.order"), bytemuck::cast_slice(&identity));
+        let chunks = data.len().div_ceil(EVAL_ROWS).max(1);
+        let sums = g.storage(&format!("{name}.eval_sums"), (chunks * 4) as u64);
+        let correct = g.storage(&format!("{name}.eval_correct"), 4);
+        let ws = Workspace::new(g, spec, EVAL_ROWS.min(data.len().max(1)), name, false);
+        let plan = build_eval_plan(
+            g, spec, &ws, params, state, &gd, &order, &sums, &correct, name,
+        )?;
+        Ok(EvalSet {
+            plan,
+            sums,
+            correct,
+            n: data.len(),
+        })
+    }
 }
 
 fn act_kernels(a: Activation) -> (Kernel, Kernel) {
@@ -432,26 +473,23 @@ fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
 }
 
 impl GpuBackend {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: Arc<Gpu>,
-        spec: ModelSpec,
-        params: &[f32],
-        train: &Dataset,
-        test: &Dataset,
-        batch: usize,
-        momentum: f32,
-    ) -> Result<Self> {
+    pub fn new(gpu: Arc<Gpu>, setup: &Setup) -> Result<Self> {
+        let Setup {
+            spec,
+            params,
+            train,
+            test,
+            val,
+            batch,
+            optim,
+            dropout,
+            seed,
+        } = setup;
         let n_train = train.len();
-        let batch = batch.max(1);
+        let batch = (*batch).max(1);
         let g = &*gpu;
         let np = spec.num_params();
-        if params.len() != np {
-            return Err(Error::Gpu(format!(
-                "{} parameters given, the model has {np}",
-                params.len()
-            )));
-        }
+        crate::cpu::check_len("parameters", params.len(), np)?;
         // The parameters and the widest activation chunk must each fit one storage binding.
         let limit = g.ctx.limits.max_storage_buffer_binding_size;
         let rows = batch.clamp(EVAL_ROWS, CHUNK_ROWS) as u64;
@@ -470,82 +508,72 @@ impl GpuBackend {
                 });
             }
         }
-        // Padded to whole vec4s for sgd_update; the padding stays zero.
+        // Padded to whole vec4s for the update kernels; the padding stays zero.
         let np4 = np.next_multiple_of(4);
         let mut padded = params.to_vec();
         padded.resize(np4, 0.0);
         let params_buf = g.storage_init("params", bytemuck::cast_slice(&padded));
         let grads = g.storage_init("grads", &vec![0u8; np4 * 4]);
-        let velocity = g.storage_init("velocity", &vec![0u8; np4 * 4]);
+        let state1 = g.storage_init(optim.kind.state_names()[0], &vec![0u8; np4 * 4]);
+        let state2 = if optim.kind.is_adam() {
+            g.storage_init("exp_avg_sq", &vec![0u8; np4 * 4])
+        } else {
+            g.storage("exp_avg_sq (unused)", 16)
+        };
         let train_data = GpuData::new(g, "train", train);
-        let test_data = GpuData::new(g, "test", test);
-        let identity: Vec<u32> = (0..test.len() as u32).collect();
-        let eval_order = g.storage_init("eval_order", bytemuck::cast_slice(&identity));
         let order = g.storage("order", (n_train * 4) as u64);
         let state = g.storage_init("state", &[0u8; 16]);
         let steps = n_train.div_ceil(batch).max(1);
         let step_losses = g.storage("step_losses", (steps * 4) as u64);
-        let eval_chunks = test.len().div_ceil(EVAL_ROWS).max(1);
-        let eval_sums = g.storage("eval_sums", (eval_chunks * 4) as u64);
-        let eval_correct = g.storage("eval_correct", 4);
-        let hyper = g.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("hyper"),
-            size: plan::UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let hyper = g.storage("hyper", (steps * std::mem::size_of::<StepHyper>()) as u64);
         let rows = batch.min(CHUNK_ROWS);
-        let packed = g.fuse && packed_input(g, &spec, rows);
-        let ws = Workspace::new(g, &spec, rows, "train", packed);
-        let eval_ws = Workspace::new(g, &spec, EVAL_ROWS.min(test.len().max(1)), "eval", false);
+        let packed = g.fuse && packed_input(g, spec, rows);
+        let ws = Workspace::new(g, spec, rows, "train", packed);
 
         let b = Buffers {
             params: &params_buf,
             grads: &grads,
-            velocity: &velocity,
+            state1: &state1,
+            state2: &state2,
             state: &state,
             step_losses: &step_losses,
             hyper: &hyper,
+            optim: *optim,
+            dropout: (*dropout > 0.0).then_some((*dropout, *seed)),
         };
-        let step_plan = build_step_plan(g, &spec, &ws, &b, &train_data, &order, batch, batch)?;
+        let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
         let tail = n_train % batch;
         let tail_plan = (tail != 0 && n_train > batch)
-            .then(|| build_step_plan(g, &spec, &ws, &b, &train_data, &order, batch, tail))
+            .then(|| build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, tail))
             .transpose()?;
-        let eval_plan = build_eval_plan(
-            g,
-            &spec,
-            &eval_ws,
-            &params_buf,
-            &state,
-            &test_data,
-            &eval_order,
-            &eval_sums,
-            &eval_correct,
-        )?;
+        let test_eval = EvalSet::new(g, spec, "test", test, &params_buf, &state)?;
+        let val_eval = val
+            .as_ref()
+            .map(|v| EvalSet::new(g, spec, "val", v, &params_buf, &state))
+            .transpose()?;
         g.ctx.check_errors()?;
         Ok(GpuBackend {
             gpu,
-            spec,
+            spec: spec.clone(),
+            optim: *optim,
             batch,
             n_train,
             params: params_buf,
             grads,
+            state1,
+            state2,
             order,
             state,
             step_losses,
-            eval_sums,
-            eval_correct,
             hyper,
-            momentum,
-            lr: None,
             step_plan,
             tail_plan,
-            eval_plan,
-            n_test: test.len(),
+            test_eval,
+            val_eval,
             encoder: None,
             pending_steps: 0,
             in_flight: VecDeque::new(),
+            first_step: 0,
             epoch_steps: 0,
             epoch_samples: 0,
             counters: Counters::default(),
@@ -555,7 +583,8 @@ impl GpuBackend {
     pub fn plans(&self) -> Vec<&Plan> {
         let mut v = vec![&self.step_plan];
         v.extend(self.tail_plan.as_ref());
-        v.push(&self.eval_plan);
+        v.push(&self.test_eval.plan);
+        v.extend(self.val_eval.as_ref().map(|e| &e.plan));
         v
     }
 
@@ -598,10 +627,76 @@ impl GpuBackend {
 struct Buffers<'a> {
     params: &'a wgpu::Buffer,
     grads: &'a wgpu::Buffer,
-    velocity: &'a wgpu::Buffer,
+    state1: &'a wgpu::Buffer,
+    state2: &'a wgpu::Buffer,
     state: &'a wgpu::Buffer,
     step_losses: &'a wgpu::Buffer,
     hyper: &'a wgpu::Buffer,
+    optim: OptimConfig,
+    /// (p, seed) when hidden outputs are dropped.
+    dropout: Option<(f32, u32)>,
+}
+
+/// Dropout in a training plan: the probability and seed, the buffers its kernels read the step
+/// from, and the chunk's first row within the batch.
+#[derive(Clone, Copy)]
+struct DropoutBind<'a> {
+    p: f32,
+    seed: u32,
+    hyper: &'a wgpu::Buffer,
+    state: &'a wgpu::Buffer,
+    row0: usize,
+}
+
+/// dropout_forward or dropout_backward over layer `layer`'s output [rows, width]; `lag` is 1
+/// once this step's loss kernel has advanced the step counter.
+#[allow(clippy::too_many_arguments)]
+fn push_dropout(
+    pb: &mut PlanBuilder<'_>,
+    label: String,
+    backward: Option<(&wgpu::Buffer, Activation)>,
+    x: &wgpu::Buffer,
+    d: &DropoutBind<'_>,
+    layer: usize,
+    rows: usize,
+    width: usize,
+    lag: u32,
+) {
+    let key = crate::cpu::kernels::DropoutKey::new(d.p, d.seed, 0, layer);
+    let n = rows * width;
+    let act_kind = match backward.map(|(_, a)| a) {
+        Some(Activation::Sigmoid) => 1,
+        Some(Activation::Tanh) => 2,
+        _ => 0,
+    };
+    let u = words(&[
+        n as u32,
+        width as u32,
+        d.row0 as u32,
+        key.threshold,
+        key.scale.to_bits(),
+        key.keep_prob.to_bits(),
+        d.seed,
+        key.stream,
+        lag,
+        act_kind,
+    ]);
+    match backward {
+        Some((act, _)) => pb.push(
+            label,
+            Kernel::DropoutBackward,
+            &[x, act, d.hyper, d.state],
+            u,
+            groups_1d(n, 256),
+        ),
+        None => pb.push(
+            label,
+            Kernel::DropoutForward,
+            &[x, d.hyper, d.state],
+            u,
+            groups_1d(n, 256),
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -614,6 +709,7 @@ fn push_forward(
     params: &wgpu::Buffer,
     grad_scale: Option<f32>,
     head: bool,
+    dropout: Option<DropoutBind<'_>>,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -654,6 +750,24 @@ fn push_forward(
                 &[&ws.activations[l + 1]],
                 words(&[n as u32]),
                 groups_1d(n, 256),
+            );
+        }
+        if let (Some(d), true) = (&dropout, l != last) {
+            push_dropout(
+                pb,
+                format!(
+                    "layers.{l} activations[{}] = dropout(activations[{}], p = {})",
+                    l + 1,
+                    l + 1,
+                    d.p
+                ),
+                None,
+                &ws.activations[l + 1],
+                d,
+                l,
+                rows,
+                s.out,
+                0,
             );
         }
     }
@@ -706,6 +820,9 @@ pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
         && l.b_off.is_multiple_of(4)
 }
 
+/// output_layer_step writes dact = dlogits·W without an activation's derivative (DIDENT).
+pub const HEAD_DIDENT: u32 = 512;
+
 /// output_layer_step's flag that advances the step counter (ADVANCE in shaders/head.wgsl).
 pub const ADVANCE_HEAD: u32 = 8;
 
@@ -751,9 +868,12 @@ fn push_head(
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
-    let flags = head_flags(spec)
-        | if accumulate { ACCUMULATE } else { 0 }
-        | if advance { ADVANCE } else { 0 };
+    // With dropout below, the head writes dlogits·W alone and dropout_backward applies f'.
+    let base = match b.dropout {
+        Some(_) if last > 0 => (head_flags(spec) & !act_flags(spec.activation).1) | HEAD_DIDENT,
+        _ => head_flags(spec),
+    };
+    let flags = base | if accumulate { ACCUMULATE } else { 0 } | if advance { ADVANCE } else { 0 };
     pb.push(
         format!(
             "layers.{last} logits, losses, grads.weight, grads.bias, dactivations[{last}]; \
@@ -786,10 +906,29 @@ fn push_backward(
     scale: f32,
     accumulate: bool,
     head: bool,
+    dropout: Option<DropoutBind<'_>>,
+    lag: u32,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
     let (_, act_bwd) = act_kernels(spec.activation);
+    if let (Some(d), true) = (&dropout, head && last > 0) {
+        push_dropout(
+            pb,
+            format!(
+                "layers.{} dactivations[{last}] = dropout'(dactivations[{last}]) ⊙ {}'",
+                last - 1,
+                spec.activation.name()
+            ),
+            Some((&ws.activations[last], spec.activation)),
+            &ws.dactivations[last],
+            d,
+            last - 1,
+            rows,
+            layers[last].inp,
+            lag,
+        );
+    }
     let dlogits = &ws.dactivations[last + 1];
     let n = rows * CLASSES;
     // Fused: the loss forward kernel already wrote dlogits; with `head`, output_layer_step did
@@ -848,12 +987,13 @@ fn push_backward(
         }
         if l > 0 {
             // Fused: the epilogue multiplies by the activation's derivative, read from the
-            // activation's output bound in the bias slot.
+            // activation's output bound in the bias slot. With dropout, dropout_backward does.
             let (_, dact) = act_flags(spec.activation);
+            let fuse_dact = g.fuse && dropout.is_none();
             push_mm(
                 pb,
                 g,
-                if g.fuse {
+                if fuse_dact {
                     format!(
                         "layers.{l} dactivations[{l}] = dactivations[{}]·W ⊙ {}'",
                         l + 1,
@@ -866,20 +1006,40 @@ fn push_backward(
                 &ws.dactivations[l],
                 &ws.dactivations[l + 1],
                 b.params,
-                if g.fuse { &ws.activations[l] } else { b.params },
+                if fuse_dact {
+                    &ws.activations[l]
+                } else {
+                    b.params
+                },
                 None,
                 Mm {
                     m: rows,
                     n: s.inp,
                     k: s.out,
-                    flags: if g.fuse { dact } else { 0 },
+                    flags: if fuse_dact { dact } else { 0 },
                     a: (0, s.out, 1),
                     b: (s.w_off, s.inp, 1),
                     c_off: 0,
                     bias_off: 0,
                 },
             );
-            if !g.fuse {
+            if let Some(d) = &dropout {
+                push_dropout(
+                    pb,
+                    format!(
+                        "layers.{} dactivations[{l}] = dropout'(dactivations[{l}]) ⊙ {}'",
+                        l - 1,
+                        spec.activation.name()
+                    ),
+                    Some((&ws.activations[l], spec.activation)),
+                    &ws.dactivations[l],
+                    d,
+                    l - 1,
+                    rows,
+                    s.inp,
+                    lag,
+                );
+            } else if !g.fuse {
                 let n = rows * s.inp;
                 pb.push(
                     format!("layers.{} dactivations[{l}]", l - 1),
@@ -946,6 +1106,15 @@ fn build_step_plan(
         let rows = ws.rows.min(len - off);
         let first = c == 0;
         let last_chunk = c + 1 == chunks;
+        let dropout = b.dropout.map(|(p, seed)| DropoutBind {
+            p,
+            seed,
+            hyper: b.hyper,
+            state: b.state,
+            row0: off,
+        });
+        // The loss kernel of the last chunk advances the step counter before the backward pass.
+        let lag = u32::from(last_chunk);
         push_gather(
             &mut pb,
             format!("activations[0], labels = train[order[step·{batch} + {off}..][..{rows}]]"),
@@ -964,6 +1133,7 @@ fn build_step_plan(
             b.params,
             g.fuse.then_some(1.0 / len as f32),
             head,
+            dropout,
         );
         let flags = SLOT_FROM_STATE
             | if first { 0 } else { ACCUMULATE }
@@ -989,6 +1159,8 @@ fn build_step_plan(
                 1.0 / len as f32,
                 !first,
                 true,
+                dropout,
+                lag,
             );
             continue;
         }
@@ -1013,16 +1185,51 @@ fn build_step_plan(
             1.0 / len as f32,
             !first,
             false,
+            dropout,
+            lag,
         );
     }
+    let o = &b.optim;
+    let (kernel, label) = update_kernel(o);
     pb.push(
-        "params −= lr·(velocity = μ·velocity + grads)",
-        Kernel::SgdUpdate,
-        &[b.params, b.velocity, b.grads],
-        UniformSrc::Buffer(b.hyper.clone()),
+        label,
+        kernel,
+        &[b.params, b.state1, b.state2, b.grads, b.hyper, b.state],
+        words(&[
+            spec.num_params().div_ceil(4) as u32,
+            // The loss kernel has advanced the step counter: this step's row is one back.
+            1,
+            o.momentum.to_bits(),
+            o.weight_decay.to_bits(),
+            o.beta1.to_bits(),
+            o.beta2.to_bits(),
+            o.eps.to_bits(),
+        ]),
         groups_1d(spec.num_params().div_ceil(4), 256),
     );
     pb.build()
+}
+
+/// The update kernel of an optimizer, with its plan label.
+pub fn update_kernel(o: &OptimConfig) -> (Kernel, &'static str) {
+    match o.kind {
+        OptimizerKind::Sgd => (
+            Kernel::SgdUpdate,
+            "params −= lr[step]·(momentum_buffer = μ·momentum_buffer + grads + λ·params)",
+        ),
+        OptimizerKind::Nesterov => (
+            Kernel::NesterovUpdate,
+            "params −= lr[step]·(g + μ·(momentum_buffer = μ·momentum_buffer + g)), g = grads + λ·params",
+        ),
+        OptimizerKind::Adam => (
+            Kernel::AdamUpdate,
+            "params −= lr[step]·m̂/(√v̂ + ε); exp_avg, exp_avg_sq from grads + λ·params",
+        ),
+        OptimizerKind::Adamw => (
+            Kernel::AdamwUpdate,
+            "params = params·(1 − lr[step]·λ) − lr[step]·m̂/(√v̂ + ε); exp_avg, exp_avg_sq from grads",
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1036,22 +1243,27 @@ fn build_eval_plan(
     order: &wgpu::Buffer,
     sums: &wgpu::Buffer,
     correct: &wgpu::Buffer,
+    name: &str,
 ) -> Result<Plan> {
-    let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("evaluate, {} samples", data.n));
+    let mut pb = PlanBuilder::new(
+        &g.ctx,
+        &g.kernels,
+        format!("evaluate {name}, {} samples", data.n),
+    );
     let last = spec.sizes.len() - 1;
     for c in 0..data.n.div_ceil(ws.rows) {
         let off = c * ws.rows;
         let rows = ws.rows.min(data.n - off);
         push_gather(
             &mut pb,
-            format!("activations[0], labels = test[{off}..][..{rows}]"),
+            format!("activations[0], labels = {name}[{off}..][..{rows}]"),
             ws,
             data,
             order,
             state,
             [rows as u32, 0, off as u32, 0],
         );
-        push_forward(&mut pb, g, spec, ws, rows, params, None, false);
+        push_forward(&mut pb, g, spec, ws, rows, params, None, false, None);
         pb.push(
             format!("eval_sums[{c}] = Σ losses"),
             Kernel::LossReduce,
@@ -1079,45 +1291,39 @@ impl Backend for GpuBackend {
         )
     }
 
-    fn begin_epoch(&mut self, order: &[u32]) -> Result<()> {
+    fn begin_epoch(&mut self, order: &[u32], hyper: &[StepHyper], first_step: usize) -> Result<()> {
         self.sync()?;
-        if order.len() != self.n_train {
+        let steps = self.n_train.div_ceil(self.batch).max(1);
+        if order.len() != self.n_train || hyper.len() != steps || first_step > steps {
             return Err(Error::Gpu(format!(
-                "order has {} entries, the training set {}",
+                "begin_epoch: {} order entries, {} step coefficients and first step {first_step} \
+                 for {} samples in {steps} steps",
                 order.len(),
+                hyper.len(),
                 self.n_train
             )));
         }
         let q = &self.gpu.ctx.queue;
         q.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
-        q.write_buffer(&self.state, 0, &[0u8; 16]);
-        self.epoch_steps = 0;
+        q.write_buffer(&self.hyper, 0, bytemuck::cast_slice(hyper));
+        q.write_buffer(
+            &self.state,
+            0,
+            bytemuck::cast_slice(&[first_step as u32, 0, 0, 0]),
+        );
+        self.first_step = first_step;
+        self.epoch_steps = first_step;
         self.epoch_samples = 0;
         Ok(())
     }
 
-    fn step(&mut self, step: usize, start: usize, len: usize, lr: f32) -> Result<()> {
+    fn step(&mut self, step: usize, start: usize, len: usize) -> Result<()> {
         if start != self.epoch_steps * self.batch || step != self.epoch_steps {
             return Err(Error::Gpu(format!(
                 "steps must run in order: got step {step} at sample {start}, expected step {} at {}",
                 self.epoch_steps,
                 self.epoch_steps * self.batch
             )));
-        }
-        if self.lr != Some(lr) {
-            // Commands already recorded must keep the rate they were recorded with.
-            self.flush()?;
-            let w = [
-                self.spec.num_params().div_ceil(4) as u32,
-                lr.to_bits(),
-                self.momentum.to_bits(),
-                0,
-            ];
-            self.gpu
-                .ctx
-                .queue
-                .write_buffer(&self.hyper, 0, bytemuck::cast_slice(&w));
-            self.lr = Some(lr);
         }
         let plan = if len == self.batch {
             &self.step_plan
@@ -1161,7 +1367,8 @@ impl Backend for GpuBackend {
     fn step_loss_sums(&mut self) -> Result<Vec<f32>> {
         self.sync()?;
         self.counters.readbacks += 1;
-        self.gpu.read_f32(&self.step_losses, self.epoch_steps)
+        let all = self.gpu.read_f32(&self.step_losses, self.epoch_steps)?;
+        Ok(all[self.first_step..].to_vec())
     }
 
     fn end_epoch(&mut self) -> Result<EpochStats> {
@@ -1171,21 +1378,29 @@ impl Backend for GpuBackend {
             ..Default::default()
         };
         for (i, &l) in losses.iter().enumerate() {
+            let step = self.first_step + i;
             if !l.is_finite() && stats.nonfinite.is_none() {
-                let len = if (i + 1) * self.batch > self.n_train {
+                let len = if (step + 1) * self.batch > self.n_train {
                     self.n_train % self.batch
                 } else {
                     self.batch
                 };
-                stats.nonfinite = Some((i, l / len as f32));
+                stats.nonfinite = Some((step, l / len as f32));
             }
             stats.loss_sum += l as f64;
         }
         Ok(stats)
     }
 
-    fn evaluate(&mut self) -> Result<EvalStats> {
+    fn evaluate(&mut self, split: Split) -> Result<EvalStats> {
         self.flush()?;
+        let set = match (split, &self.val_eval) {
+            (Split::Test, _) => &self.test_eval,
+            (Split::Val, Some(v)) => v,
+            (Split::Val, None) => {
+                return Err(Error::InvalidArg("no validation split (--val)".into()));
+            }
+        };
         let mut enc = self
             .gpu
             .ctx
@@ -1193,26 +1408,26 @@ impl Backend for GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("evaluate"),
             });
-        enc.clear_buffer(&self.eval_correct, 0, None);
+        enc.clear_buffer(&set.correct, 0, None);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("evaluate"),
                 timestamp_writes: None,
             });
-            self.eval_plan.encode(&self.gpu.kernels, &mut pass)?;
+            set.plan.encode(&self.gpu.kernels, &mut pass)?;
         }
         self.gpu.ctx.queue.submit([enc.finish()]);
         self.counters.submits += 1;
-        self.counters.dispatches += self.eval_plan.dispatches.len();
-        let chunks = self.n_test.div_ceil(EVAL_ROWS);
-        let sums = self.gpu.read_f32(&self.eval_sums, chunks)?;
-        let correct = self.gpu.read_u32(&self.eval_correct, 1)?[0];
+        self.counters.dispatches += set.plan.dispatches.len();
+        let chunks = set.n.div_ceil(EVAL_ROWS);
+        let sums = self.gpu.read_f32(&set.sums, chunks)?;
+        let correct = self.gpu.read_u32(&set.correct, 1)?[0];
         self.counters.readbacks += 2;
-        let n = self.n_test.max(1) as f64;
+        let n = set.n.max(1) as f64;
         Ok(EvalStats {
             loss: sums.iter().map(|&s| s as f64).sum::<f64>() / n,
             accuracy: correct as f64 / n,
-            samples: self.n_test,
+            samples: set.n,
         })
     }
 
@@ -1220,6 +1435,43 @@ impl Backend for GpuBackend {
         self.sync()?;
         self.counters.readbacks += 1;
         self.gpu.read_f32(&self.params, self.spec.num_params())
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        crate::cpu::check_len("parameters", params.len(), self.spec.num_params())?;
+        self.sync()?;
+        self.gpu
+            .ctx
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(params));
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<Vec<f32>>> {
+        self.sync()?;
+        let n = self.spec.num_params();
+        let count = self.optim.kind.state_names().len();
+        let mut out = Vec::with_capacity(count);
+        for buf in [&self.state1, &self.state2].into_iter().take(count) {
+            self.counters.readbacks += 1;
+            out.push(self.gpu.read_f32(buf, n)?);
+        }
+        Ok(out)
+    }
+
+    fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()> {
+        let n = self.spec.num_params();
+        let count = self.optim.kind.state_names().len();
+        crate::cpu::check_len("optimizer state tensors", state.len(), count)?;
+        self.sync()?;
+        for (buf, src) in [&self.state1, &self.state2].into_iter().zip(state) {
+            crate::cpu::check_len("optimizer state", src.len(), n)?;
+            self.gpu
+                .ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(src));
+        }
+        Ok(())
     }
 }
 

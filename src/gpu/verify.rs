@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Setup, Split};
 use crate::cpu::{self, CpuBackend, kernels as twin};
 use crate::data::{CLASSES, Dataset, PIXELS};
 use crate::error::{Error, Result};
@@ -11,6 +11,7 @@ use crate::gpu::kernels::{Access, Form};
 use crate::gpu::plan::{PlanBuilder, groups_1d, words};
 use crate::gpu::{Gpu, GpuBackend, Kernel, act_flags};
 use crate::model::{Activation, Init, Loss, ModelSpec};
+use crate::optim::{OptimConfig, OptimizerKind, StepHyper};
 use crate::rng;
 
 /// One line of the verification table.
@@ -911,35 +912,154 @@ pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<Ch
     ))
 }
 
-/// sgd_update over a flat parameter buffer (padded to whole vec4s, as the backend keeps it).
-pub fn check_sgd_update(gpu: &Gpu, n: usize, seed: u32) -> Result<CheckRow> {
+/// One optimizer's update kernel over a flat parameter buffer (padded to whole vec4s, as the
+/// backend keeps it), at step `t` of a schedule: the row the kernel reads from the hyper table
+/// is found through the step counter, as in a training step.
+pub fn check_optimizer_update(
+    gpu: &Gpu,
+    kind: OptimizerKind,
+    weight_decay: f32,
+    n: usize,
+    seed: u32,
+) -> Result<CheckRow> {
     let n4 = n.next_multiple_of(4);
     let pad = |mut v: Vec<f32>| {
         v.resize(n4, 0.0);
         v
     };
     let params = pad(rand_vec(n, seed, 18, -1.0, 1.0));
-    let velocity = pad(rand_vec(n, seed, 19, -0.1, 0.1));
+    let state1 = pad(rand_vec(n, seed, 19, -0.1, 0.1));
+    // exp_avg_sq is never negative.
+    let state2 = pad(rand_vec(n, seed, 23, 0.0, 0.01));
     let grads = pad(rand_vec(n, seed, 20, -1.0, 1.0));
-    let (lr, momentum) = (0.05f32, 0.9f32);
-    let (mut wp, mut wv) = (params.clone(), velocity.clone());
-    twin::sgd_update(&mut wp, &mut wv, &grads, lr, momentum);
+    let cfg = OptimConfig {
+        kind,
+        momentum: 0.9,
+        weight_decay,
+        ..OptimConfig::sgd(0.9)
+    };
+    // Step 2 of the epoch, global step 7: a three-row table whose other rows would be wrong.
+    let hyper = [
+        StepHyper::default(),
+        StepHyper::default(),
+        cfg.step_hyper(7, 0.05),
+    ];
+    let (mut wp, mut w1, mut w2) = (params.clone(), state1.clone(), state2.clone());
+    crate::cpu::optim::optimizer_update(&mut wp, &mut w1, &mut w2, &grads, &cfg, &hyper[2]);
+    let (kernel, _) = crate::gpu::update_kernel(&cfg);
     let out = run_one(
         gpu,
-        Kernel::SgdUpdate,
+        kernel,
         Form::Scalar,
-        &[bytes(&params), bytes(&velocity), bytes(&grads)],
-        &[(n4 / 4) as u32, lr.to_bits(), momentum.to_bits()],
+        &[
+            bytes(&params),
+            bytes(&state1),
+            bytes(&state2),
+            bytes(&grads),
+            bytes(&hyper),
+            bytes(&[3u32, 0, 0, 0]),
+        ],
+        &[
+            (n4 / 4) as u32,
+            1,
+            cfg.momentum.to_bits(),
+            cfg.weight_decay.to_bits(),
+            cfg.beta1.to_bits(),
+            cfg.beta2.to_bits(),
+            cfg.eps.to_bits(),
+        ],
         groups_1d(n4 / 4, 256),
     )?;
     let mut got = f32s(&out[0]);
     got.extend(f32s(&out[1]));
-    wp.extend(wv);
+    wp.extend(w1);
+    if kind.is_adam() {
+        got.extend(f32s(&out[2]));
+        wp.extend(w2);
+    }
     Ok(compare(
-        "sgd_update",
-        format!("n={n}"),
+        kernel.name(),
+        format!("n={n} λ={weight_decay}"),
         &got,
         &wp,
+        1e-6,
+        1e-5,
+    ))
+}
+
+/// dropout_forward and dropout_backward on a [rows, width] chunk that starts at row `row0` of
+/// its batch, against the CPU twins: the same units dropped, the same scaled values.
+pub fn check_dropout(
+    gpu: &Gpu,
+    backward: Option<Activation>,
+    rows: usize,
+    width: usize,
+    row0: usize,
+    seed: u32,
+) -> Result<CheckRow> {
+    let n = rows * width;
+    let p = 0.3f32;
+    let t = 12_345u32;
+    // Activations as the forward pass leaves them (non-negative for relu, in (0, 1) for
+    // sigmoid, in (−1, 1) for tanh): any of these is fine for the check.
+    let act = rand_vec(n, seed, 24, 0.0, 0.9);
+    let dact = rand_vec(n, seed, 25, -1.0, 1.0);
+    let key = twin::DropoutKey::new(p, seed, t, 2);
+    let hyper = [StepHyper {
+        t,
+        ..StepHyper::default()
+    }];
+    let (x, want) = match backward {
+        None => {
+            let mut w = act.clone();
+            twin::dropout_forward(&mut w, &key, row0, width);
+            (act.clone(), w)
+        }
+        Some(a) => {
+            let mut w = dact.clone();
+            twin::dropout_backward(&mut w, &act, &key, a, row0, width);
+            (dact.clone(), w)
+        }
+    };
+    let act_kind = match backward {
+        Some(Activation::Sigmoid) => 1,
+        Some(Activation::Tanh) => 2,
+        _ => 0,
+    };
+    let u = [
+        n as u32,
+        width as u32,
+        row0 as u32,
+        key.threshold,
+        key.scale.to_bits(),
+        key.keep_prob.to_bits(),
+        seed,
+        key.stream,
+        1,
+        act_kind,
+    ];
+    // The step counter reads 1 with lag 1: row 0 of the table.
+    let state = [1u32, 0, 0, 0];
+    let (kernel, inputs): (Kernel, Vec<&[u8]>) = match backward {
+        None => (
+            Kernel::DropoutForward,
+            vec![bytes(&x), bytes(&hyper), bytes(&state)],
+        ),
+        Some(_) => (
+            Kernel::DropoutBackward,
+            vec![bytes(&x), bytes(&act), bytes(&hyper), bytes(&state)],
+        ),
+    };
+    let out = run_one(gpu, kernel, Form::Scalar, &inputs, &u, groups_1d(n, 256))?;
+    let got = f32s(&out[0]);
+    let act = backward
+        .map(|a| format!("{} ", a.name()))
+        .unwrap_or_default();
+    Ok(compare(
+        kernel.name(),
+        format!("{act}{rows}x{width} from row {row0}"),
+        &got,
+        &want,
         1e-6,
         1e-5,
     ))
@@ -1054,7 +1174,25 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         rows.push(check_batch_gather_packed(gpu, b, i as u32)?);
     }
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
-        rows.push(check_sgd_update(gpu, n, i as u32)?);
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Nesterov,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            let wd = if i == 1 { 0.01 } else { 0.0 };
+            rows.push(check_optimizer_update(gpu, kind, wd, n, i as u32)?);
+        }
+    }
+    for (i, (rows_, width, row0)) in [(1, 7, 0), (7, 13, 5), (64, 128, 8192)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = i as u32;
+        rows.push(check_dropout(gpu, None, rows_, width, row0, seed)?);
+        for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            rows.push(check_dropout(gpu, Some(a), rows_, width, row0, seed)?);
+        }
     }
     if gpu.kernels.input {
         for (i, &(b, n)) in INPUT_SHAPES.iter().enumerate() {
@@ -1201,29 +1339,49 @@ pub fn synthetic(n: usize, seed: u32) -> Dataset {
 }
 
 /// Trains `steps` steps on the CPU and GPU from the same seed and compares: the first step's
-/// gradient, the per-step losses, and the final parameters.
+/// gradient, the per-step losses, and the final parameters and optimizer state. The learning
+/// rate follows a warm-up, so the per-step table is exercised; with `dropout`, both paths must
+/// drop the same units.
 pub fn step_checks(
     gpu: Arc<Gpu>,
     spec: &ModelSpec,
     batch: usize,
     steps: usize,
+    optim: OptimConfig,
+    dropout: f32,
 ) -> Result<Vec<CheckRow>> {
     let n = batch * steps;
     let train = Arc::new(synthetic(n, 3));
     let test = Arc::new(synthetic(50, 4));
     let params = spec.init_params(Init::Auto, 11);
     let order = rng::permutation(n, 5, rng::stream::SHUFFLE);
-    let (lr, momentum) = (0.05, 0.9);
-    let mut cpu = CpuBackend::new(
-        spec.clone(),
-        params.clone(),
-        train.clone(),
-        test.clone(),
+    let lr = if optim.kind.is_adam() { 0.003 } else { 0.05 };
+    let hyper: Vec<StepHyper> = (0..steps)
+        .map(|t| optim.step_hyper(t as u64 + 100, lr * (t + 1) as f32 / steps as f32))
+        .collect();
+    let setup = Setup {
+        spec: spec.clone(),
+        params: params.clone(),
+        train: train.clone(),
+        test: test.clone(),
+        val: None,
         batch,
-        momentum,
+        optim,
+        dropout,
+        seed: 9,
+    };
+    let mut cpu = CpuBackend::new(setup.clone());
+    let mut gpu_b = GpuBackend::new(gpu, &setup)?;
+    let shape = format!(
+        "{} B={batch} {}{}",
+        spec.describe(),
+        optim.kind.name(),
+        if dropout > 0.0 {
+            format!(" dropout {dropout}")
+        } else {
+            String::new()
+        }
     );
-    let mut gpu_b = GpuBackend::new(gpu, spec.clone(), &params, &train, &test, batch, momentum)?;
-    let shape = format!("{} B={batch}", spec.describe());
     let mut rows = Vec::new();
 
     // One step's gradient against the CPU reference on the same batch.
@@ -1238,14 +1396,17 @@ pub fn step_checks(
         0,
         batch,
     );
-    let (_, want_grads) = cpu::loss_and_grads(spec, &params, &x, &y);
-    cpu.begin_epoch(&order)?;
-    gpu_b.begin_epoch(&order)?;
+    let (_, want_grads) = match dropout {
+        0.0 => cpu::loss_and_grads(spec, &params, &x, &y),
+        _ => cpu::loss_and_grads_dropout(spec, &params, &x, &y, dropout, 9, hyper[0].t),
+    };
+    cpu.begin_epoch(&order, &hyper, 0)?;
+    gpu_b.begin_epoch(&order, &hyper, 0)?;
     let mut cpu_losses = Vec::new();
     let mut before = 0.0;
     for s in 0..steps {
-        cpu.step(s, s * batch, batch, lr)?;
-        gpu_b.step(s, s * batch, batch, lr)?;
+        cpu.step(s, s * batch, batch)?;
+        gpu_b.step(s, s * batch, batch)?;
         if s == 0 {
             let g = gpu_b.grads()?;
             rows.push(compare(
@@ -1284,8 +1445,23 @@ pub fn step_checks(
         1e-4,
         1e-3,
     ));
-    let e_cpu = cpu.evaluate()?;
-    let e_gpu = gpu_b.evaluate()?;
+    for (name, (g, c)) in optim
+        .kind
+        .state_names()
+        .iter()
+        .zip(gpu_b.optimizer_state()?.iter().zip(cpu.optimizer_state()?))
+    {
+        rows.push(compare(
+            &format!("steps: final {name}"),
+            format!("{shape}, {steps} steps"),
+            g,
+            &c,
+            1e-4,
+            1e-3,
+        ));
+    }
+    let e_cpu = cpu.evaluate(Split::Test)?;
+    let e_gpu = gpu_b.evaluate(Split::Test)?;
     rows.push(compare(
         "evaluate: loss, accuracy",
         format!("{shape}, 50 samples"),

@@ -119,3 +119,124 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).expect("gzip");
     enc.finish().expect("gzip")
 }
+
+/// Runs `epochs` epochs of a small model straight through, and again stopped after
+/// `stop_after` epochs (through the interrupt flag, as Ctrl-C does), saved to a resumable
+/// checkpoint, loaded into a fresh backend from `make`, and finished. Returns the two runs'
+/// final parameters and optimizer states, and the epoch records of the resumed half.
+#[allow(clippy::type_complexity)]
+pub fn straight_and_resumed(
+    make: &dyn Fn(descent::backend::Setup) -> Box<dyn descent::backend::Backend>,
+    optim: descent::optim::OptimConfig,
+    dropout: f32,
+    epochs: usize,
+    stop_after: usize,
+) -> ((Vec<f32>, Vec<Vec<f32>>), (Vec<f32>, Vec<Vec<f32>>)) {
+    use descent::backend::{Backend, Setup};
+    use descent::model::{Activation, Init, Loss, ModelSpec};
+    use descent::optim::{Schedule, ScheduleKind};
+    use descent::train::{EpochRecord, Observer, Outcome, Position, TrainConfig, train};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct StopAt(usize, Arc<AtomicBool>);
+    impl Observer for StopAt {
+        fn on_epoch(
+            &mut self,
+            r: &EpochRecord,
+            _: &mut dyn Backend,
+            _: &Position,
+        ) -> descent::Result<()> {
+            if r.epoch == self.0 {
+                self.1.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    let spec = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
+    let setup = Setup {
+        spec: spec.clone(),
+        params: spec.init_params(Init::Auto, 3),
+        train: Arc::new(descent::gpu::verify::synthetic(250, 1)),
+        test: Arc::new(descent::gpu::verify::synthetic(40, 2)),
+        val: Some(Arc::new(descent::gpu::verify::synthetic(30, 3))),
+        batch: 32,
+        optim,
+        dropout,
+        seed: 7,
+    };
+    let steps = 250usize.div_ceil(32);
+    let cfg = |interrupt: Option<Arc<AtomicBool>>, start: Position| TrainConfig {
+        epochs,
+        batch: 32,
+        optim,
+        schedule: Schedule {
+            kind: ScheduleKind::Cosine,
+            lr: if optim.kind.is_adam() { 0.003 } else { 0.05 },
+            min_lr: 0.0,
+            warmup_steps: 3,
+            step_every: u64::MAX,
+            gamma: 1.0,
+            total_steps: (epochs * steps) as u64,
+        },
+        seed: 7,
+        progress: false,
+        log_every: None,
+        val: true,
+        patience: None,
+        target_accuracy: None,
+        start,
+        interrupt,
+    };
+    let mut a = make(setup.clone());
+    let mut never = StopAt(0, Arc::new(AtomicBool::new(false)));
+    let (_, outcome) = train(a.as_mut(), &cfg(None, Position::default()), 250, &mut never).unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    let straight = (a.params().unwrap(), a.optimizer_state().unwrap());
+
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut b = make(setup.clone());
+    let mut stop = StopAt(stop_after, flag.clone());
+    let (_, outcome) = train(
+        b.as_mut(),
+        &cfg(Some(flag), Position::default()),
+        250,
+        &mut stop,
+    )
+    .unwrap();
+    let Outcome::Interrupted { next } = outcome else {
+        panic!("expected an interruption, got {outcome:?}");
+    };
+    assert_eq!((next.epoch, next.step), (stop_after + 1, 0));
+    // Through a real checkpoint file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.safetensors");
+    let resume = descent::model::ResumeState {
+        optimizer: optim.kind,
+        state: b.optimizer_state().unwrap(),
+        position: next,
+        config: "{}".into(),
+    };
+    descent::model::save_checkpoint(
+        &path,
+        &spec,
+        &b.params().unwrap(),
+        descent::data::DatasetKind::Mnist,
+        Some(&resume),
+    )
+    .unwrap();
+    drop(b);
+    let ck = descent::model::load_checkpoint(&path, None, None).unwrap();
+    let rs = ck.resume.unwrap();
+    let mut c = make(Setup {
+        params: ck.params,
+        ..setup
+    });
+    c.set_optimizer_state(&rs.state).unwrap();
+    let (records, outcome) = train(c.as_mut(), &cfg(None, rs.position), 250, &mut never).unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(records.first().map(|r| r.epoch), Some(stop_after + 1));
+    let resumed = (c.params().unwrap(), c.optimizer_state().unwrap());
+    (straight, resumed)
+}
