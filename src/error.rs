@@ -77,6 +77,22 @@ pub enum Error {
 
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    #[error("{path}: {msg}")]
+    Image { path: PathBuf, msg: String },
+
+    #[error("{path}, line {line}: {msg}")]
+    Metrics {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+
+    #[error("drawing {path}: {msg}")]
+    Plot { path: PathBuf, msg: String },
+
+    #[error("{failed} of {total} images could not be classified (see above)")]
+    SomeImagesFailed { failed: usize, total: usize },
 }
 
 impl Error {
