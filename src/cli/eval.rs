@@ -182,7 +182,7 @@ impl PerSample {
                 confusion: &self.confusion,
             };
             plot::render(&fig, path)?;
-            println!("wrote {}", path.display());
+            eprintln!("wrote {}", path.display());
         }
         if let Some(path) = &args.errors_png {
             let tiles = self
@@ -211,7 +211,7 @@ impl PerSample {
                 colour_bar: None,
             };
             plot::render(&fig, path)?;
-            println!("wrote {} ({n} images)", path.display());
+            eprintln!("wrote {} ({n} images)", path.display());
         }
         Ok(())
     }

@@ -130,6 +130,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
 
 /// Decodes `path` (by content, not by its name) and prepares it; the message says why not.
 fn read_digit(path: &Path) -> std::result::Result<image::GrayImage, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Err("the file is empty (0 bytes)".into());
+    }
     let reader = image::io::Reader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()

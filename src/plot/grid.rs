@@ -61,9 +61,10 @@ impl TileGrid {
     fn rows(&self) -> usize {
         self.tiles.len().div_ceil(self.cols.max(1))
     }
-    /// Room for the title: a line for each, plus one in case one wraps.
+    /// Room for the title: a line for each, plus one in case one wraps. Fixed, so the layout
+    /// does not depend on how the text measures.
     fn title_px(&self) -> i32 {
-        30 + 22 * self.title.len() as i32
+        30 + 22 * (self.title.len() as i32 + 1)
     }
 }
 
@@ -81,8 +82,8 @@ impl Figure for TileGrid {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let used = draw_title(root, &self.title)?;
-        let top = used.max(self.title_px() - 10);
+        draw_title(root, &self.title)?;
+        let top = self.title_px();
         let (cw, ch) = self.cell();
         let (w, _) = root.dim_in_pixel();
         let grid_w = cw * self.cols as i32 - GAP;
