@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::pictures::checkpoint_title;
 use crate::data::PIXELS;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{self, Activation};
 use crate::plot::grid::{Tile, TileGrid};
 use crate::plot::{check_picture_path, render_bytes};
@@ -19,6 +19,9 @@ pub struct WeightsArgs {
     /// The picture to write: .png or .svg.
     #[arg(long, value_name = "OUT")]
     pub png: PathBuf,
+    /// Draw only the first N units [default: all].
+    #[arg(long, value_name = "N")]
+    pub units: Option<usize>,
     /// Activation, when the checkpoint's metadata does not name one (only for the title).
     #[arg(long, value_enum)]
     pub activation: Option<Activation>,
@@ -29,6 +32,9 @@ const SCALE_QUANTILE: f64 = 0.995;
 
 pub fn run(args: WeightsArgs) -> Result<()> {
     let format = check_picture_path("--png", &args.png)?;
+    if args.units == Some(0) {
+        return Err(Error::InvalidArg("--units 0: nothing to draw".into()));
+    }
     let ck = model::load_checkpoint(&args.checkpoint, args.activation, None)?;
     let layer = ck.spec.layers()[0];
     let w = &ck.params[layer.w_off..layer.w_off + layer.inp * layer.out];
@@ -37,6 +43,7 @@ pub fn run(args: WeightsArgs) -> Result<()> {
     let classes = ck.spec.hidden().is_empty();
     let tiles: Vec<Tile> = w
         .chunks_exact(PIXELS)
+        .take(args.units.unwrap_or(usize::MAX))
         .enumerate()
         .map(|(u, row)| {
             let caption = if classes {
@@ -62,7 +69,8 @@ pub fn run(args: WeightsArgs) -> Result<()> {
                 checkpoint_title(&ck, &args.checkpoint)
             ),
             format!(
-                "one 28×28 image per {what} ({n}); scale ±{scale:.3} ({:.1}% of the weights lie inside it)",
+                "one 28×28 image per {what} ({n} of {}); scale ±{scale:.3} ({:.1}% of the weights lie inside it)",
+                layer.out,
                 100.0 * SCALE_QUANTILE
             ),
         ],
