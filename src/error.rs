@@ -82,6 +82,22 @@ pub enum Error {
         "interrupted: wrote a resumable checkpoint to {path}; continue with the same flags and --resume {path}"
     )]
     Interrupted { path: PathBuf },
+
+    #[error("{path}: {msg}")]
+    Image { path: PathBuf, msg: String },
+
+    #[error("{path}, line {line}: {msg}")]
+    Metrics {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+
+    #[error("drawing {path}: {msg}")]
+    Plot { path: PathBuf, msg: String },
+
+    #[error("{failed} of {total} images could not be classified (see above)")]
+    SomeImagesFailed { failed: usize, total: usize },
 }
 
 impl Error {

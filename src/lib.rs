@@ -1,6 +1,7 @@
 //! descent: a small, fast multilayer-perceptron trainer with a CPU reference path and a WGSL GPU
 //! path through wgpu. See README.md.
 
+pub mod analysis;
 pub mod backend;
 pub mod cli;
 pub mod cpu;
@@ -11,7 +12,10 @@ pub mod files;
 pub mod gpu;
 pub mod model;
 pub mod optim;
+pub mod plot;
+pub mod predict;
 pub mod rng;
+pub mod tensorboard;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -866,3 +866,42 @@ fn auto_prefers_the_cpu_path_over_a_software_adapter() {
         assert!(out.contains("on gpu: "), "{out}");
     }
 }
+
+/// Resume on the GPU: a run stopped after epoch 2, saved, loaded into a fresh backend and
+/// finished ends where the uninterrupted run ends, within parity tolerance (the same steps on
+/// the same adapter; only the round trip of the state through the checkpoint differs).
+#[test]
+fn resume_on_the_gpu_matches_an_uninterrupted_run() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let make = |setup: Setup| -> Box<dyn Backend> {
+        Box::new(GpuBackend::new(g.clone(), &setup).unwrap())
+    };
+    for (kind, dropout) in [(OptimizerKind::Sgd, 0.0), (OptimizerKind::Adam, 0.2)] {
+        let optim = OptimConfig {
+            kind,
+            weight_decay: 1e-3,
+            ..OptimConfig::sgd(0.9)
+        };
+        let (straight, resumed) = common::straight_and_resumed(&make, optim, dropout, 4, 2);
+        let rows = [
+            verify::compare(
+                "resume: params",
+                format!("{kind:?}"),
+                &resumed.0,
+                &straight.0,
+                1e-5,
+                1e-4,
+            ),
+            verify::compare(
+                "resume: state",
+                format!("{kind:?}"),
+                &resumed.1.concat(),
+                &straight.1.concat(),
+                1e-5,
+                1e-4,
+            ),
+        ];
+        assert_rows(&rows);
+    }
+}

@@ -6,10 +6,15 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, eval_backend, load_data};
+use super::pictures::checkpoint_metadata;
+use crate::analysis::{self, Confusion, Mistake};
 use crate::backend::Split;
-use crate::data::Splits;
-use crate::error::Result;
+use crate::data::{CLASSES, Dataset, PIXELS, Splits};
+use crate::error::{Error, Result};
 use crate::model::{self, Activation, Loss};
+use crate::plot::confusion::ConfusionFigure;
+use crate::plot::grid::{Tile, TileGrid};
+use crate::plot::{self, check_picture_path};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -25,6 +30,20 @@ pub struct EvalArgs {
     /// Loss to report, when the metadata does not name one [default: xent].
     #[arg(long, value_enum)]
     pub loss: Option<Loss>,
+    /// Also print the 10×10 confusion matrix with per-class precision and recall (in the JSON:
+    /// `confusion`, `precision`, `recall`). Computed on the CPU, whatever --device.
+    #[arg(long)]
+    pub confusion: bool,
+    /// Draw the confusion matrix as a heatmap with counts (.png or .svg).
+    #[arg(long, value_name = "PATH")]
+    pub confusion_png: Option<PathBuf>,
+    /// Draw the most confidently wrong test images, captioned with the true and predicted
+    /// class and the probability given to the prediction (.png or .svg).
+    #[arg(long, value_name = "PATH")]
+    pub errors_png: Option<PathBuf>,
+    /// How many images --errors-png shows (the JSON lists them as `errors`).
+    #[arg(long, default_value_t = 36, value_name = "N")]
+    pub errors: usize,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -32,6 +51,17 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(p) = &args.confusion_png {
+        check_picture_path("--confusion-png", p)?;
+    }
+    if let Some(p) = &args.errors_png {
+        check_picture_path("--errors-png", p)?;
+    }
+    if args.errors == 0 {
+        return Err(Error::InvalidArg(
+            "--errors 0: give how many images to show, at least 1".into(),
+        ));
+    }
     let ck = model::load_checkpoint(&args.checkpoint, args.activation, args.loss)?;
     if let Some(ds) = ck.dataset
         && ds != args.data.dataset
@@ -44,19 +74,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let Splits { test, .. } = load_data(&args.data)?;
     let test = Arc::new(test);
-    let mut backend = eval_backend(&args.device, &ck.spec, ck.params, test)?;
+    let mut backend = eval_backend(&args.device, &ck.spec, ck.params.clone(), Arc::clone(&test))?;
     let e = backend.evaluate(Split::Test)?;
+    let per_sample = PerSample::new(&args, &ck, &test);
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "test_accuracy": e.accuracy,
-                "test_loss": e.loss,
-                "samples": e.samples,
-                "model": ck.spec.describe(),
-                "device": backend.device(),
-            })
-        );
+        let mut obj = serde_json::json!({
+            "test_accuracy": e.accuracy,
+            "test_loss": e.loss,
+            "samples": e.samples,
+            "model": ck.spec.describe(),
+            "device": backend.device(),
+        });
+        if let (Some(ps), Some(map)) = (&per_sample, obj.as_object_mut()) {
+            ps.add_json(map);
+        }
+        println!("{obj}");
     } else {
         println!(
             "{}: test loss {:.4}  test acc {:.2}%  ({} samples, {})",
@@ -66,6 +98,114 @@ pub fn run(args: EvalArgs) -> Result<()> {
             e.samples,
             backend.device()
         );
+        if let Some(ps) = &per_sample
+            && args.confusion
+        {
+            print!("{}", ps.confusion.table());
+        }
+    }
+    if let Some(ps) = &per_sample {
+        ps.draw(&args)?;
     }
     Ok(())
+}
+
+/// What the per-sample flags need: every test sample's prediction, on the CPU whatever
+/// --device (the GPU path reports only sums).
+struct PerSample {
+    confusion: Confusion,
+    mistakes: Vec<Mistake>,
+    /// The pictures' title lines' common part: model, dataset, device, optimizer.
+    title: String,
+    test: Arc<Dataset>,
+}
+
+impl PerSample {
+    fn new(args: &EvalArgs, ck: &model::Checkpoint, test: &Arc<Dataset>) -> Option<Self> {
+        if !args.confusion && args.confusion_png.is_none() && args.errors_png.is_none() {
+            return None;
+        }
+        let probs = analysis::dataset_probabilities(&ck.spec, &ck.params, test);
+        let mut title = format!(
+            "{} · {} test set · evaluated on the CPU",
+            ck.spec.describe(),
+            args.data.dataset.name(),
+        );
+        if let Some(opt) = checkpoint_metadata(&args.checkpoint).get("optimizer") {
+            title.push_str(&format!(" · {opt}"));
+        }
+        Some(PerSample {
+            confusion: Confusion::new(&test.labels, &probs),
+            mistakes: analysis::confident_mistakes(&test.labels, &probs, args.errors),
+            title,
+            test: Arc::clone(test),
+        })
+    }
+
+    fn add_json(&self, map: &mut serde_json::Map<String, serde_json::Value>) {
+        let c = &self.confusion;
+        map.insert("confusion".into(), serde_json::json!(c.counts));
+        map.insert(
+            "precision".into(),
+            serde_json::json!((0..CLASSES).map(|k| c.precision(k)).collect::<Vec<_>>()),
+        );
+        map.insert(
+            "recall".into(),
+            serde_json::json!((0..CLASSES).map(|k| c.recall(k)).collect::<Vec<_>>()),
+        );
+        let errors: Vec<serde_json::Value> = self
+            .mistakes
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "index": m.index,
+                    "label": m.label,
+                    "predicted": m.predicted,
+                    "probability": m.probability,
+                })
+            })
+            .collect();
+        map.insert("errors".into(), errors.into());
+    }
+
+    fn draw(&self, args: &EvalArgs) -> Result<()> {
+        if let Some(path) = &args.confusion_png {
+            let fig = ConfusionFigure {
+                title: vec!["confusion matrix".to_owned(), self.title.clone()],
+                confusion: &self.confusion,
+            };
+            plot::render(&fig, path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        if let Some(path) = &args.errors_png {
+            let tiles = self
+                .mistakes
+                .iter()
+                .map(|m| {
+                    let px = &self.test.images[m.index * PIXELS..(m.index + 1) * PIXELS];
+                    Tile::ink(
+                        px,
+                        vec![
+                            format!("true {}, said {}", m.label, m.predicted),
+                            format!("p = {:.1}%", 100.0 * m.probability),
+                        ],
+                    )
+                })
+                .collect::<Vec<_>>();
+            let n = tiles.len();
+            let fig = TileGrid {
+                title: vec![
+                    format!("the {n} most confident mistakes, surest first"),
+                    self.title.clone(),
+                ],
+                cols: ((n as f64).sqrt().ceil() as usize).max(1),
+                tiles,
+                zoom: 4,
+                colour_bar: None,
+            };
+            plot::render(&fig, path)?;
+            eprintln!("wrote {} ({n} images)", path.display());
+        }
+        Ok(())
+    }
 }

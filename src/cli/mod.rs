@@ -4,8 +4,12 @@ mod args;
 mod bench;
 mod data;
 mod eval;
+mod pictures;
+mod plot;
+mod predict;
 mod train;
 mod verify;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +39,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check every GPU kernel and whole training steps against the CPU on this adapter.
     Verify(verify::VerifyArgs),
+    /// Draw the loss and accuracy curves of one or more `train --metrics` files.
+    Plot(plot::PlotArgs),
+    /// Draw a checkpoint's first-layer weights, one 28×28 image per unit.
+    Weights(weights::WeightsArgs),
+    /// Classify image files of handwritten digits with a checkpoint.
+    Predict(predict::PredictArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -44,5 +54,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(a) => data::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Weights(a) => weights::run(a),
+        Command::Predict(a) => predict::run(a),
     }
 }

@@ -17,7 +17,10 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
 use crate::model::{self, ModelSpec, ResumeState};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use crate::plot::curves::CurvePoint;
+use crate::plot::train::TrainPlot;
 use crate::rng;
+use crate::tensorboard::TensorBoard;
 use crate::train::{
     self, BatchSize, EpochRecord, Mode, Observer, Outcome, Position, StepLog, TrainConfig,
 };
@@ -102,6 +105,14 @@ pub struct TrainArgs {
     /// optimizer state and position, so `--resume` can continue the run.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Draw loss and accuracy per epoch (two panels) to this .png or .svg, redrawn after every
+    /// epoch so a long run can be watched.
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
+    /// Write TensorBoard event files to DIR: losses, accuracies, lr and samples/s per epoch, and
+    /// per step with --log-every.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Continue the run saved in this checkpoint (from --checkpoint-dir or Ctrl-C); give the
     /// same model, data and batch flags as the run that wrote it.
     #[arg(long, value_name = "PATH")]
@@ -318,6 +329,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(dir) = &args.checkpoint_dir {
         check_output_dir("--checkpoint-dir", dir)?;
     }
+    if let Some(p) = &args.plot {
+        crate::plot::check_picture_path("--plot", p)?;
+    }
+    if let Some(dir) = &args.tensorboard {
+        check_output_dir("--tensorboard", dir)?;
+    }
     let resume = args
         .resume
         .as_ref()
@@ -461,9 +478,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let config_json = serde_json::to_string(&config)
         .map_err(|e| Error::InvalidArg(format!("configuration: {e}")))?;
+    let title = format!(
+        "{} · {} · {} · {}",
+        r.spec.describe(),
+        args.data.dataset.name(),
+        backend.device(),
+        r.optim.describe()
+    );
     let mut obs = CliObserver {
         metrics: args.metrics.clone(),
         lines: String::new(),
+        plot: args
+            .plot
+            .as_deref()
+            .map(|p| TrainPlot::new(p, title))
+            .transpose()?,
+        points: Vec::new(),
+        tensorboard: args
+            .tensorboard
+            .as_deref()
+            .map(TensorBoard::new)
+            .transpose()?,
+        steps_per_epoch: steps as u64,
         checkpoint_dir: args.checkpoint_dir.clone(),
         spec: r.spec.clone(),
         dataset: args.data.dataset,
@@ -498,10 +534,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints each epoch and writes the metrics file and the checkpoints.
+/// Prints each epoch and writes the metrics file, the plot, the TensorBoard events and the
+/// checkpoints.
 struct CliObserver {
     metrics: Option<PathBuf>,
     lines: String,
+    plot: Option<TrainPlot>,
+    points: Vec<CurvePoint>,
+    tensorboard: Option<TensorBoard>,
+    steps_per_epoch: u64,
     checkpoint_dir: Option<PathBuf>,
     spec: ModelSpec,
     dataset: crate::data::DatasetKind,
@@ -552,15 +593,58 @@ impl Observer for CliObserver {
             eprintln!("warning: {w}");
         }
         if let Some(path) = &self.metrics {
-            let line = serde_json::to_string(r).map_err(|e| {
+            // The record, and what the run is, so `descent plot` can title it.
+            let mut v = serde_json::to_value(r).map_err(|e| {
                 Error::io(
                     path,
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e),
                 )
             })?;
-            self.lines.push_str(&line);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("model".into(), self.spec.describe().into());
+                o.insert("dataset".into(), self.dataset.name().into());
+                o.insert("optimizer".into(), self.optim.name().into());
+            }
+            self.lines.push_str(&v.to_string());
             self.lines.push('\n');
             crate::write_atomic(path, self.lines.as_bytes())?;
+        }
+        let samples = self.points.last().map_or(0.0, |p| p.samples)
+            + (r.samples_per_second * r.epoch_seconds).round();
+        self.points.push(CurvePoint {
+            epoch: r.epoch,
+            seconds: r.elapsed_seconds,
+            samples,
+            train_loss: r.train_loss,
+            test_loss: Some(r.test_loss),
+            test_accuracy: Some(r.test_accuracy),
+            val_loss: r.val_loss,
+            val_accuracy: r.val_accuracy,
+            train_accuracy: None,
+            lr: Some(r.lr_end as f64),
+            samples_per_second: Some(r.samples_per_second),
+        });
+        if let Some(p) = &mut self.plot {
+            p.update(&self.points)?;
+        }
+        if let Some(tb) = &mut self.tensorboard {
+            // Every scalar at the global step, so per-epoch and per-step ones share an axis.
+            let step = r.epoch as u64 * self.steps_per_epoch;
+            let mut scalars = vec![
+                ("train/loss", r.train_loss as f32),
+                ("test/loss", r.test_loss as f32),
+                ("test/accuracy", r.test_accuracy as f32),
+                ("lr", r.lr_end),
+                ("samples_per_second", r.samples_per_second as f32),
+            ];
+            if let (Some(l), Some(a)) = (r.val_loss, r.val_accuracy) {
+                scalars.push(("val/loss", l as f32));
+                scalars.push(("val/accuracy", a as f32));
+            }
+            for (tag, v) in scalars {
+                tb.scalar(tag, step, v)?;
+            }
+            tb.flush()?;
         }
         if let Some(dir) = self.checkpoint_dir.clone() {
             self.save_resumable(backend, &dir.join("last.safetensors"), next)?;
@@ -571,7 +655,12 @@ impl Observer for CliObserver {
         Ok(())
     }
 
-    fn on_step_log(&mut self, _log: &StepLog) -> Result<()> {
+    fn on_step_log(&mut self, log: &StepLog) -> Result<()> {
+        if let Some(tb) = &mut self.tensorboard {
+            tb.scalar("train/step_loss", log.global_step, log.train_loss as f32)?;
+            tb.scalar("lr", log.global_step, log.lr)?;
+            tb.flush()?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,95 @@
+//! The confusion matrix as a heatmap with counts, recall per row and precision per column.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{DrawResult, Figure, draw_title, font, sequential};
+use crate::analysis::Confusion;
+use crate::data::CLASSES;
+
+pub struct ConfusionFigure<'a> {
+    pub title: Vec<String>,
+    pub confusion: &'a Confusion,
+}
+
+const CELL: i32 = 54;
+const LEFT: i32 = 110;
+const TOP: i32 = 150;
+
+impl Figure for ConfusionFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        let grid = CELL * CLASSES as i32;
+        ((LEFT + grid + 110) as u32, (TOP + grid + 80) as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        draw_title(root, &self.title)?;
+        let c = self.confusion;
+        let grid = CELL * CLASSES as i32;
+        let centre = |style: TextStyle<'static>| style.pos(Pos::new(HPos::Center, VPos::Center));
+        let centred = |size: f64| centre(font(size));
+        // Axis names and class numbers: predicted across the top, true down the left.
+        root.draw_text(
+            "predicted class",
+            &centred(15.0),
+            (LEFT + grid / 2, TOP - 42),
+        )?;
+        root.draw_text("true", &centred(15.0), (LEFT - 62, TOP + grid / 2 - 9))?;
+        root.draw_text("class", &centred(15.0), (LEFT - 62, TOP + grid / 2 + 9))?;
+        for k in 0..CLASSES as i32 {
+            let mid = k * CELL + CELL / 2;
+            root.draw_text(&k.to_string(), &centred(15.0), (LEFT + mid, TOP - 16))?;
+            root.draw_text(&k.to_string(), &centred(15.0), (LEFT - 18, TOP + mid))?;
+        }
+        root.draw_text("recall", &centred(14.0), (LEFT + grid + 50, TOP - 16))?;
+        root.draw_text("precision", &centred(14.0), (LEFT - 50, TOP + grid + 20))?;
+        for t in 0..CLASSES {
+            let row: u64 = c.counts[t].iter().sum();
+            for p in 0..CLASSES {
+                let n = c.counts[t][p];
+                // Shade by the share of the true class, square-rooted so that a handful of
+                // mistakes still shows against the diagonal.
+                let share = if row > 0 { n as f64 / row as f64 } else { 0.0 };
+                let shade = share.sqrt();
+                let (x, y) = (LEFT + p as i32 * CELL, TOP + t as i32 * CELL);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + CELL, y + CELL)],
+                    sequential(shade).filled(),
+                ))?;
+                if n > 0 {
+                    let colour: &'static RGBColor = if shade > 0.55 { &WHITE } else { &BLACK };
+                    root.draw_text(
+                        &n.to_string(),
+                        &centre(font(14.0).color(colour)),
+                        (x + CELL / 2, y + CELL / 2),
+                    )?;
+                }
+            }
+            let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", 100.0 * v));
+            let mid = t as i32 * CELL + CELL / 2;
+            root.draw_text(
+                &pct(c.recall(t)),
+                &centre(font(13.0)),
+                (LEFT + grid + 50, TOP + mid),
+            )?;
+            root.draw_text(
+                &pct(c.precision(t)),
+                &centre(font(13.0)),
+                (LEFT + mid, TOP + grid + 20),
+            )?;
+        }
+        root.draw(&Rectangle::new(
+            [(LEFT, TOP), (LEFT + grid, TOP + grid)],
+            RGBColor(120, 120, 120),
+        ))?;
+        let note = format!(
+            "{} samples, {} correct ({:.2}%); shade: share of the true class",
+            c.total(),
+            c.correct(),
+            100.0 * c.accuracy()
+        );
+        root.draw_text(&note, &centred(13.0), (LEFT + grid / 2, TOP + grid + 52))?;
+        Ok(())
+    }
+}
