@@ -1,25 +1,32 @@
-"""Reads what examples/tensorboard_demo.rs wrote with TensorBoard's own event accumulator and
-checks its tags, steps and values: proof that real TensorBoard reads descent's event files."""
+"""Reads the event file `descent train --tensorboard DIR --metrics M` wrote with TensorBoard's own
+event accumulator and checks its tags, steps and values against the metrics file: proof that
+real TensorBoard reads what descent writes."""
+import json
 import sys
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-acc = EventAccumulator(sys.argv[1])
+run_dir, metrics_path, steps_per_epoch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+acc = EventAccumulator(run_dir)
 acc.Reload()
 tags = sorted(acc.Tags()["scalars"])
-want = sorted(["loss/train", "loss/test", "accuracy/test", "lr", "samples_per_second"])
-assert tags == want, f"tags {tags}, expected {want}"
-formulas = {
-    "loss/train": lambda e: 1.0 / e,
-    "loss/test": lambda e: 1.5 / e,
-    "accuracy/test": lambda e: 0.9 + 0.01 * e,
-    "lr": lambda e: 0.03,
-    "samples_per_second": lambda e: 1000.0 * e,
+per_epoch = {
+    "train/loss": "train_loss",
+    "test/loss": "test_loss",
+    "test/accuracy": "test_accuracy",
+    "val/loss": "val_loss",
+    "val/accuracy": "val_accuracy",
+    "samples_per_second": "samples_per_second",
 }
-for tag, f in formulas.items():
+want = sorted(list(per_epoch) + ["lr", "train/step_loss"])
+assert tags == want, f"tags {tags}, expected {want}"
+rows = [json.loads(line) for line in open(metrics_path) if line.strip()]
+for tag, key in per_epoch.items():
     events = acc.Scalars(tag)
     steps = [ev.step for ev in events]
-    assert steps == [938 * e for e in range(1, 6)], f"{tag}: steps {steps}"
-    for e, ev in zip(range(1, 6), events):
-        assert abs(ev.value - f(e)) <= 1e-6 * max(1.0, abs(f(e))), f"{tag} step {ev.step}: {ev.value}"
-print(f"tensorboard read {len(tags)} tags x 5 steps back as written")
+    assert steps == [steps_per_epoch * r["epoch"] for r in rows], f"{tag}: steps {steps}"
+    for r, ev in zip(rows, events):
+        assert abs(ev.value - r[key]) <= 1e-6 * max(1.0, abs(r[key])), f"{tag} step {ev.step}: {ev.value} vs {r[key]}"
+step_losses = acc.Scalars("train/step_loss")
+assert len(step_losses) >= len(rows), f"{len(step_losses)} per-step losses"
+print(f"tensorboard read {len(tags)} tags back as written ({len(rows)} epochs, {len(step_losses)} logged steps)")
