@@ -82,7 +82,7 @@ fn default_title(infos: &[RunInfo]) -> String {
                 let name = i.optimizer.clone().unwrap_or_else(|| "SGD".into());
                 let mut s = name;
                 if let Some(lr) = i.lr {
-                    s.push_str(&format!(" lr {lr}"));
+                    s.push_str(&format!(" lr {}", lr as f32));
                 }
                 if let Some(b) = i.batch_size {
                     s.push_str(&format!(" batch {b}"));

@@ -143,7 +143,8 @@ pub fn parse_metrics(path: &Path, text: &str) -> Result<(Vec<CurvePoint>, RunInf
             dataset: m.dataset.or(info.dataset),
             optimizer: m.optimizer.or(info.optimizer),
             batch_size: m.batch_size.or(info.batch_size),
-            lr: m.lr.or(info.lr),
+            // The first line's rate: the peak of a schedule, as the run was asked for.
+            lr: info.lr.or(m.lr),
         };
     }
     if points.is_empty() {
