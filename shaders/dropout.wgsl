@@ -3,16 +3,15 @@
 //   dropout_backward  dact = keep ? dact·scale·f'(act·(1−p)) : 0        (act is the dropped output)
 // `keep` is a pure function of (seed, step, layer, index), the same counter-based hash as
 // src/rng.rs, so the CPU and the GPU drop the same units: index = row·width + unit, with the row
-// counted from the start of the batch (row0 is the chunk's first row). The step comes from the
-// hyper table's row for this step (see optim.wgsl), found through the step counter state[0];
-// `lag` is 1 where this step's loss kernel has already advanced it.
+// counted from the start of the batch (row0 is the chunk's first row). The step comes from this
+// step's row of the hyper table, copied into a uniform before the step (see optim.wgsl).
 // The backward kernel applies the activation's derivative itself, from the activation recovered
 // as act·(1−p), so a layer with dropout takes its matmul without the fused derivative.
 
 struct Dropout {
     n: u32, width: u32, row0: u32, threshold: u32,
     scale: f32, keep_prob: f32, seed: u32, stream: u32,
-    lag: u32, act_kind: u32, _p0: u32, _p1: u32,
+    act_kind: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 struct StepHyper {
@@ -21,8 +20,7 @@ struct StepHyper {
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // act or dact [rows, width]
 @group(0) @binding(1) var<storage, read> act: array<f32>;          // act [rows, width] (backward only)
-@group(0) @binding(2) var<storage, read> hyper: array<StepHyper>;  // hyper [steps per epoch]
-@group(0) @binding(3) var<storage, read> state: array<u32>;        // state [4]: step, ...
+@group(0) @binding(2) var<uniform> h: StepHyper;                   // this step's row of hyper
 @group(0) @binding(4) var<uniform> u: Dropout;
 
 fn mix32(v: u32) -> u32 {
@@ -41,8 +39,7 @@ fn hash3(seed: u32, stream: u32, index: u32) -> u32 {
 
 // Whether element i of this chunk survives: the hash's top 24 bits against p·2^24.
 fn keep(i: u32) -> bool {
-    let t = hyper[state[0] - u.lag].t;
-    return (hash3(u.seed ^ mix32(t), u.stream, u.row0 * u.width + i) >> 8u) >= u.threshold;
+    return (hash3(u.seed ^ mix32(h.t), u.stream, u.row0 * u.width + i) >> 8u) >= u.threshold;
 }
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

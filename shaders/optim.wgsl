@@ -4,15 +4,16 @@
 //   nesterov_update  g += λp;  v = μv + g;  p −= lr·(g + μv)
 //   adam_update      g += λp;  m = β1·m + (1−β1)g;  v = β2·v + (1−β2)g²;  p −= (lr/bc1)·m/(√v/√bc2 + ε)
 //   adamw_update     p *= 1 − lr·λ;  then Adam's step without the L2 term
-// The learning rate and Adam's bias corrections change every step. They come from `hyper`, a
-// table with one row per step of the epoch that the host writes once per epoch; a kernel finds
-// its row from the step counter on the GPU (state[0], already advanced by this step's loss
-// kernel, hence `lag`), so a schedule costs no per-step write, submit or readback.
+// The learning rate and Adam's bias corrections change every step. They come from `h`, a
+// 16-byte uniform that a GPU-side copy fills from the epoch's table (one row per step, written
+// by the host once per epoch) before each step's pass, so a schedule costs no per-step host
+// write, submit or readback. A uniform, not a storage read of the table: on llvmpipe a storage
+// load is a loop over the SIMD lanes, and one per invocation made this kernel 6x slower.
 // Four parameters per invocation through vec4s: the host pads params, grads and the state to a
 // multiple of 4 floats (the padding stays zero).
 
 struct Optim {
-    n4: u32, lag: u32, momentum: f32, weight_decay: f32,
+    n4: u32, _p1: u32, momentum: f32, weight_decay: f32,
     beta1: f32, beta2: f32, eps: f32, _p0: u32,
 }
 
@@ -24,16 +25,11 @@ struct StepHyper {
 @group(0) @binding(1) var<storage, read_write> state1: array<vec4<f32>>;  // momentum_buffer or exp_avg [n4]
 @group(0) @binding(2) var<storage, read_write> state2: array<vec4<f32>>;  // exp_avg_sq [n4] (Adam only)
 @group(0) @binding(3) var<storage, read> grads: array<vec4<f32>>;         // grads [n4]
-@group(0) @binding(4) var<storage, read> hyper: array<StepHyper>;         // hyper [steps per epoch]
-@group(0) @binding(5) var<storage, read> state: array<u32>;               // state [4]: step, ...
+@group(0) @binding(4) var<uniform> h: StepHyper;                          // this step's row of hyper
 @group(0) @binding(6) var<uniform> u: Optim;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
-}
-
-fn step_hyper() -> StepHyper {
-    return hyper[state[0] - u.lag];
 }
 
 // The SGD family's step; Nesterov steps along g + μ·v instead of v.
@@ -42,7 +38,6 @@ fn momentum_step(gid: vec3<u32>, nwg: vec3<u32>, nesterov: bool) {
     if (i >= u.n4) {
         return;
     }
-    let h = step_hyper();
     let p = params[i];
     let g = grads[i] + u.weight_decay * p;
     let v = u.momentum * state1[i] + g;
@@ -61,7 +56,7 @@ fn nesterov_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 }
 
 // Adam's moments and step, shared by adam_update and adamw_update; `g` already holds any L2 term.
-fn adam_step(i: u32, p: vec4<f32>, g: vec4<f32>, h: StepHyper) -> vec4<f32> {
+fn adam_step(i: u32, p: vec4<f32>, g: vec4<f32>) -> vec4<f32> {
     let m = u.beta1 * state1[i] + (1.0 - u.beta1) * g;
     let v = u.beta2 * state2[i] + (1.0 - u.beta2) * g * g;
     state1[i] = m;
@@ -76,9 +71,8 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= u.n4) {
         return;
     }
-    let h = step_hyper();
     let p = params[i];
-    params[i] = adam_step(i, p, grads[i] + u.weight_decay * p, h);
+    params[i] = adam_step(i, p, grads[i] + u.weight_decay * p);
 }
 
 @compute @workgroup_size(256)
@@ -87,7 +81,6 @@ fn adamw_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= u.n4) {
         return;
     }
-    let h = step_hyper();
     let p = params[i] * (1.0 - h.lr * u.weight_decay);
-    params[i] = adam_step(i, p, grads[i], h);
+    params[i] = adam_step(i, p, grads[i]);
 }

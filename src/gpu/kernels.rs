@@ -269,13 +269,15 @@ impl Kernel {
                 (7, RW),
                 (6, U),
             ],
-            // params, state1, state2, grads, hyper, state, then the block.
-            Kernel::SgdUpdate
-            | Kernel::NesterovUpdate
-            | Kernel::AdamUpdate
-            | Kernel::AdamwUpdate => &[(0, RW), (1, RW), (2, RW), (3, R), (4, R), (5, R), (6, U)],
-            Kernel::DropoutForward => &[(0, RW), (2, R), (3, R), (4, U)],
-            Kernel::DropoutBackward => &[(0, RW), (1, R), (2, R), (3, R), (4, U)],
+            // params, state1, state2, grads, this step's hyper row (a uniform), then the block.
+            Kernel::SgdUpdate | Kernel::NesterovUpdate => {
+                &[(0, RW), (1, RW), (3, R), (4, UB), (6, U)]
+            }
+            Kernel::AdamUpdate | Kernel::AdamwUpdate => {
+                &[(0, RW), (1, RW), (2, RW), (3, R), (4, UB), (6, U)]
+            }
+            Kernel::DropoutForward => &[(0, RW), (2, UB), (4, U)],
+            Kernel::DropoutBackward => &[(0, RW), (1, R), (2, UB), (4, U)],
             Kernel::OutputLayerStep => &[
                 (0, R),
                 (1, R),

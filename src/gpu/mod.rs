@@ -266,9 +266,10 @@ pub struct GpuBackend {
     state: wgpu::Buffer,
     /// step_losses: [steps per epoch], Σ loss of each step's batch.
     step_losses: wgpu::Buffer,
-    /// hyper: [steps per epoch] StepHyper, written once per epoch; each step's update and
-    /// dropout kernels read their row.
+    /// hyper: [steps per epoch] StepHyper, written once per epoch; before each step a GPU-side
+    /// copy puts its row in hyper_now, the uniform its update and dropout kernels read.
     hyper: wgpu::Buffer,
+    hyper_now: wgpu::Buffer,
     step_plan: Plan,
     tail_plan: Option<Plan>,
     test_eval: EvalSet,
@@ -515,20 +516,27 @@ impl GpuBackend {
         let params_buf = g.storage_init("params", bytemuck::cast_slice(&padded));
         let grads = g.storage_init("grads", &vec![0u8; np4 * 4]);
         let state1 = g.storage_init(optim.kind.state_names()[0], &vec![0u8; np4 * 4]);
-        let state2 = if optim.kind.is_adam() {
-            g.storage_init("exp_avg_sq", &vec![0u8; np4 * 4])
-        } else {
-            g.storage("exp_avg_sq (unused)", 16)
-        };
+        let state2 = optim
+            .kind
+            .is_adam()
+            .then(|| g.storage_init("exp_avg_sq", &vec![0u8; np4 * 4]));
         let train_data = GpuData::new(g, "train", train);
         let order = g.storage("order", (n_train * 4) as u64);
         let state = g.storage_init("state", &[0u8; 16]);
         let steps = n_train.div_ceil(batch).max(1);
         let step_losses = g.storage("step_losses", (steps * 4) as u64);
-        let hyper = g.storage("hyper", (steps * std::mem::size_of::<StepHyper>()) as u64);
         let rows = batch.min(CHUNK_ROWS);
         let packed = g.fuse && packed_input(g, spec, rows);
         let ws = Workspace::new(g, spec, rows, "train", packed);
+        // The buffers only some runs use come after the ones every step streams through.
+        let state2 = state2.unwrap_or_else(|| g.storage("exp_avg_sq (unused)", 16));
+        let hyper = g.storage("hyper", (steps * std::mem::size_of::<StepHyper>()) as u64);
+        let hyper_now = g.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hyper_now"),
+            size: std::mem::size_of::<StepHyper>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
 
         let b = Buffers {
             params: &params_buf,
@@ -537,7 +545,7 @@ impl GpuBackend {
             state2: &state2,
             state: &state,
             step_losses: &step_losses,
-            hyper: &hyper,
+            hyper_now: &hyper_now,
             optim: *optim,
             dropout: (*dropout > 0.0).then_some((*dropout, *seed)),
         };
@@ -566,6 +574,7 @@ impl GpuBackend {
             state,
             step_losses,
             hyper,
+            hyper_now,
             step_plan,
             tail_plan,
             test_eval,
@@ -631,25 +640,24 @@ struct Buffers<'a> {
     state2: &'a wgpu::Buffer,
     state: &'a wgpu::Buffer,
     step_losses: &'a wgpu::Buffer,
-    hyper: &'a wgpu::Buffer,
+    /// This step's StepHyper, a uniform.
+    hyper_now: &'a wgpu::Buffer,
     optim: OptimConfig,
     /// (p, seed) when hidden outputs are dropped.
     dropout: Option<(f32, u32)>,
 }
 
-/// Dropout in a training plan: the probability and seed, the buffers its kernels read the step
+/// Dropout in a training plan: the probability and seed, the uniform its kernels read the step
 /// from, and the chunk's first row within the batch.
 #[derive(Clone, Copy)]
 struct DropoutBind<'a> {
     p: f32,
     seed: u32,
-    hyper: &'a wgpu::Buffer,
-    state: &'a wgpu::Buffer,
+    hyper_now: &'a wgpu::Buffer,
     row0: usize,
 }
 
-/// dropout_forward or dropout_backward over layer `layer`'s output [rows, width]; `lag` is 1
-/// once this step's loss kernel has advanced the step counter.
+/// dropout_forward or dropout_backward over layer `layer`'s output [rows, width].
 #[allow(clippy::too_many_arguments)]
 fn push_dropout(
     pb: &mut PlanBuilder<'_>,
@@ -660,7 +668,6 @@ fn push_dropout(
     layer: usize,
     rows: usize,
     width: usize,
-    lag: u32,
 ) {
     let key = crate::cpu::kernels::DropoutKey::new(d.p, d.seed, 0, layer);
     let n = rows * width;
@@ -678,21 +685,20 @@ fn push_dropout(
         key.keep_prob.to_bits(),
         d.seed,
         key.stream,
-        lag,
         act_kind,
     ]);
     match backward {
         Some((act, _)) => pb.push(
             label,
             Kernel::DropoutBackward,
-            &[x, act, d.hyper, d.state],
+            &[x, act, d.hyper_now],
             u,
             groups_1d(n, 256),
         ),
         None => pb.push(
             label,
             Kernel::DropoutForward,
-            &[x, d.hyper, d.state],
+            &[x, d.hyper_now],
             u,
             groups_1d(n, 256),
         ),
@@ -767,7 +773,6 @@ fn push_forward(
                 l,
                 rows,
                 s.out,
-                0,
             );
         }
     }
@@ -907,7 +912,6 @@ fn push_backward(
     accumulate: bool,
     head: bool,
     dropout: Option<DropoutBind<'_>>,
-    lag: u32,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -926,7 +930,6 @@ fn push_backward(
             last - 1,
             rows,
             layers[last].inp,
-            lag,
         );
     }
     let dlogits = &ws.dactivations[last + 1];
@@ -1037,7 +1040,6 @@ fn push_backward(
                     l - 1,
                     rows,
                     s.inp,
-                    lag,
                 );
             } else if !g.fuse {
                 let n = rows * s.inp;
@@ -1109,12 +1111,9 @@ fn build_step_plan(
         let dropout = b.dropout.map(|(p, seed)| DropoutBind {
             p,
             seed,
-            hyper: b.hyper,
-            state: b.state,
+            hyper_now: b.hyper_now,
             row0: off,
         });
-        // The loss kernel of the last chunk advances the step counter before the backward pass.
-        let lag = u32::from(last_chunk);
         push_gather(
             &mut pb,
             format!("activations[0], labels = train[order[step·{batch} + {off}..][..{rows}]]"),
@@ -1160,7 +1159,6 @@ fn build_step_plan(
                 !first,
                 true,
                 dropout,
-                lag,
             );
             continue;
         }
@@ -1186,7 +1184,6 @@ fn build_step_plan(
             !first,
             false,
             dropout,
-            lag,
         );
     }
     let o = &b.optim;
@@ -1194,11 +1191,14 @@ fn build_step_plan(
     pb.push(
         label,
         kernel,
-        &[b.params, b.state1, b.state2, b.grads, b.hyper, b.state],
+        &if b.optim.kind.is_adam() {
+            vec![b.params, b.state1, b.state2, b.grads, b.hyper_now]
+        } else {
+            vec![b.params, b.state1, b.grads, b.hyper_now]
+        },
         words(&[
             spec.num_params().div_ceil(4) as u32,
-            // The loss kernel has advanced the step counter: this step's row is one back.
-            1,
+            0,
             o.momentum.to_bits(),
             o.weight_decay.to_bits(),
             o.beta1.to_bits(),
@@ -1346,6 +1346,10 @@ impl Backend for GpuBackend {
                     label: Some("train steps"),
                 })
         });
+        // This step's learning rate and bias corrections: a 16-byte copy on the GPU's queue, in
+        // order with the passes, so no host write happens between steps.
+        let row = std::mem::size_of::<StepHyper>() as u64;
+        enc.copy_buffer_to_buffer(&self.hyper, step as u64 * row, &self.hyper_now, 0, row);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step"),

@@ -913,8 +913,8 @@ pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<Ch
 }
 
 /// One optimizer's update kernel over a flat parameter buffer (padded to whole vec4s, as the
-/// backend keeps it), at step `t` of a schedule: the row the kernel reads from the hyper table
-/// is found through the step counter, as in a training step.
+/// backend keeps it), at global step 7 of a schedule (its row of coefficients in a uniform, as
+/// a training step has it).
 pub fn check_optimizer_update(
     gpu: &Gpu,
     kind: OptimizerKind,
@@ -938,30 +938,31 @@ pub fn check_optimizer_update(
         weight_decay,
         ..OptimConfig::sgd(0.9)
     };
-    // Step 2 of the epoch, global step 7: a three-row table whose other rows would be wrong.
-    let hyper = [
-        StepHyper::default(),
-        StepHyper::default(),
-        cfg.step_hyper(7, 0.05),
-    ];
+    let hyper = cfg.step_hyper(7, 0.05);
     let (mut wp, mut w1, mut w2) = (params.clone(), state1.clone(), state2.clone());
-    crate::cpu::optim::optimizer_update(&mut wp, &mut w1, &mut w2, &grads, &cfg, &hyper[2]);
+    crate::cpu::optim::optimizer_update(&mut wp, &mut w1, &mut w2, &grads, &cfg, &hyper);
     let (kernel, _) = crate::gpu::update_kernel(&cfg);
-    let out = run_one(
-        gpu,
-        kernel,
-        Form::Scalar,
-        &[
+    let row = [hyper];
+    // The SGD family has no second state tensor; the outputs come back in the same order.
+    let inputs: Vec<&[u8]> = if kind.is_adam() {
+        vec![
             bytes(&params),
             bytes(&state1),
             bytes(&state2),
             bytes(&grads),
-            bytes(&hyper),
-            bytes(&[3u32, 0, 0, 0]),
-        ],
+            bytes(&row),
+        ]
+    } else {
+        vec![bytes(&params), bytes(&state1), bytes(&grads), bytes(&row)]
+    };
+    let out = run_one(
+        gpu,
+        kernel,
+        Form::Scalar,
+        &inputs,
         &[
             (n4 / 4) as u32,
-            1,
+            0,
             cfg.momentum.to_bits(),
             cfg.weight_decay.to_bits(),
             cfg.beta1.to_bits(),
@@ -1035,19 +1036,13 @@ pub fn check_dropout(
         key.keep_prob.to_bits(),
         seed,
         key.stream,
-        1,
         act_kind,
     ];
-    // The step counter reads 1 with lag 1: row 0 of the table.
-    let state = [1u32, 0, 0, 0];
     let (kernel, inputs): (Kernel, Vec<&[u8]>) = match backward {
-        None => (
-            Kernel::DropoutForward,
-            vec![bytes(&x), bytes(&hyper), bytes(&state)],
-        ),
+        None => (Kernel::DropoutForward, vec![bytes(&x), bytes(&hyper)]),
         Some(_) => (
             Kernel::DropoutBackward,
-            vec![bytes(&x), bytes(&act), bytes(&hyper), bytes(&state)],
+            vec![bytes(&x), bytes(&act), bytes(&hyper)],
         ),
     };
     let out = run_one(gpu, kernel, Form::Scalar, &inputs, &u, groups_1d(n, 256))?;
