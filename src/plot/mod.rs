@@ -6,6 +6,7 @@
 pub mod confusion;
 pub mod curves;
 pub mod grid;
+pub mod landscape;
 pub mod train;
 
 use std::path::Path;
