@@ -251,7 +251,10 @@ impl LandscapeFigure<'_> {
                 (None, None) => format!("{}: tolerance not reached", path.optimizer.name()),
             };
             chart
-                .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))?
+                .draw_series(super::modes::segments(
+                    pts.iter().copied(),
+                    colour.stroke_width(2),
+                ))?
                 .label(label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))

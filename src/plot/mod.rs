@@ -7,6 +7,7 @@ pub mod confusion;
 pub mod curves;
 pub mod grid;
 pub mod landscape;
+pub mod modes;
 pub mod train;
 
 use std::path::Path;
