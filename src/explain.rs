@@ -177,7 +177,8 @@ impl ExplainConfig {
                 let x = (0..self.inputs as u32)
                     .map(|i| rng::uniform(seed, rng::stream::TEST_DATA, i))
                     .collect();
-                let label = rng::hash3(seed, rng::stream::TEST_DATA, u32::MAX) % self.outputs as u32;
+                let label =
+                    rng::hash3(seed, rng::stream::TEST_DATA, u32::MAX) % self.outputs as u32;
                 (params, x, label)
             }
             None => {

@@ -107,7 +107,10 @@ pub fn render(e: &Explanation) -> String {
         );
     }
 
-    let _ = writeln!(o, "\n1. Forward pass: each layer computes z = W·a + b, then a = f(z)");
+    let _ = writeln!(
+        o,
+        "\n1. Forward pass: each layer computes z = W·a + b, then a = f(z)"
+    );
     for (l, s) in e.forward.iter().enumerate() {
         let prev = if l == 0 {
             "x".to_owned()
@@ -144,13 +147,7 @@ pub fn render(e: &Explanation) -> String {
             let _ = writeln!(o, "     z{} = {}", s.layer, vec4(&s.z));
         }
         if s.activation.is_some() {
-            let _ = writeln!(
-                o,
-                "     a{} = {f}(z{}) = {}",
-                s.layer,
-                s.layer,
-                vec4(&s.a)
-            );
+            let _ = writeln!(o, "     a{} = {f}(z{}) = {}", s.layer, s.layer, vec4(&s.a));
         }
     }
 
@@ -184,7 +181,11 @@ pub fn render(e: &Explanation) -> String {
     );
     let out_err = &e.errors[0];
     let why = if e.loss_kind == "xent" {
-        format!("p − t = {} − {}", vec4(&e.loss.outputs), vec4(&e.loss.target))
+        format!(
+            "p − t = {} − {}",
+            vec4(&e.loss.outputs),
+            vec4(&e.loss.target)
+        )
     } else {
         format!(
             "2 (z{top} − t) / {} = 2 ({} − {}) / {}",

@@ -217,7 +217,11 @@ pub fn run(args: ModesArgs) -> Result<()> {
         let d = mode_defaults(mode, None);
         let optim = OptimConfig {
             kind: d.optimizer,
-            momentum: if d.optimizer.is_adam() { 0.0 } else { d.momentum },
+            momentum: if d.optimizer.is_adam() {
+                0.0
+            } else {
+                d.momentum
+            },
             ..OptimConfig::sgd(0.0)
         };
         let (epochs, kind) = match args.seconds {

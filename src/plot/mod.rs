@@ -8,6 +8,7 @@ pub mod curves;
 pub mod grid;
 pub mod landscape;
 pub mod modes;
+pub mod sweep;
 pub mod train;
 
 use std::path::Path;

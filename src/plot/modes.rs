@@ -158,7 +158,9 @@ impl ModesFigure<'_> {
             }};
         }
         match axis {
-            Axis::Updates => draw!(builder.build_cartesian_2d((1.0..x_max * 1.2).log_scale(), 0.0..y_max)?),
+            Axis::Updates => {
+                draw!(builder.build_cartesian_2d((1.0..x_max * 1.2).log_scale(), 0.0..y_max)?)
+            }
             _ => draw!(builder.build_cartesian_2d(0.0..x_max, 0.0..y_max)?),
         }
         Ok(())
