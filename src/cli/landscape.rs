@@ -21,7 +21,7 @@ pub struct LandscapeArgs {
     pub optimizers: String,
     /// One learning rate for all, one per optimizer (`0.001,0.001,0.001,0.05`), or
     /// `adam=0.1,sgd=0.002` [default: by function and optimizer, printed].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<String>,
     /// Steps per optimizer [default: by function].
     #[arg(long)]

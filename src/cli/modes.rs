@@ -29,7 +29,7 @@ pub struct ModesArgs {
     pub epochs: Option<usize>,
     /// Budget: this many seconds of training for every mode (the lr schedule is then constant:
     /// the number of steps is not known ahead).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seconds: Option<f64>,
     /// The mini-batch mode's batch size.
     #[arg(long, default_value_t = 64)]

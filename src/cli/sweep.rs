@@ -23,7 +23,7 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Learning rates, e.g. `0.01,0.05,0.2` [default: each cell's mode and optimizer default].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<String>,
     /// Batch sizes, e.g. `16,64,256,full`.
     #[arg(long, default_value = "64")]
