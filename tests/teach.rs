@@ -346,39 +346,52 @@ fn landscape_rejects_bad_input() {
 
 // ---------------------------------------------------------------- modes
 
+/// Runs a training subcommand quietly on the CPU with MNIST kept in `data`.
+fn on_mnist(sub: &str, data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut a = vec![
+        sub,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    a.extend_from_slice(args);
+    descent_env(&a, &[("MNIST_MIRROR", &mnist_mirror())])
+}
+
+/// Runs `descent modes` on 300 MNIST samples on the CPU with `args`, writing its JSON; returns
+/// (success, stdout, stderr, the runs).
+fn modes(args: &[&str]) -> (bool, String, String, Vec<serde_json::Value>) {
+    let dir = tmp();
+    let json = dir.path().join("modes.json");
+    let data = dir.path().join("data");
+    let mut a = vec!["--limit", "300", "--json", json.to_str().unwrap()];
+    a.extend_from_slice(args);
+    let (ok, out, err) = on_mnist("modes", &data, &a);
+    let runs = match std::fs::read_to_string(&json) {
+        Ok(s) => serde_json::from_str(&s).unwrap(),
+        Err(_) => Vec::new(),
+    };
+    (ok, out, err, runs)
+}
+
 #[test]
 fn modes_updates_follow_each_modes_definition_from_the_same_weights() {
     let dir = tmp();
-    let json = dir.path().join("modes.json");
     let png = dir.path().join("modes.png");
-    let data = dir.path().join("data");
-    let (ok, out, err) = descent_env(
-        &[
-            "modes",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--limit",
-            "300",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "64",
-            "--hidden",
-            "32",
-            "--json",
-            json.to_str().unwrap(),
-            "--plot",
-            png.to_str().unwrap(),
-        ],
-        &[("MNIST_MIRROR", &mnist_mirror())],
-    );
+    let (ok, out, err, runs) = modes(&[
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--hidden",
+        "32",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("defaults"), "the defaults are shown:\n{out}");
-    let runs: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(runs.len(), 3);
     let updates: Vec<u64> = runs
         .iter()
@@ -410,6 +423,20 @@ fn modes_updates_follow_each_modes_definition_from_the_same_weights() {
 }
 
 #[test]
+fn modes_seconds_budget_gives_each_mode_its_training_time() {
+    let (ok, _, err, runs) = modes(&["--seconds", "0.3", "--hidden", "16"]);
+    assert!(ok, "{err}");
+    assert_eq!(runs.len(), 3);
+    for r in &runs {
+        // The clock, not an epoch count, ended each run: about the budget was trained (the
+        // loop's work between epochs runs on the clock but is not training time).
+        assert!(r["seconds"].as_f64().unwrap() >= 0.24, "{r}");
+        assert!(r["updates"].as_u64().unwrap() >= 1, "{r}");
+        assert_eq!(r["schedule"], "constant", "{r}");
+    }
+}
+
+#[test]
 fn modes_rejects_bad_input() {
     let (ok, _, err) = descent(&["modes", "--batch-size", "1"]);
     assert!(!ok && err.contains("--batch-size 1"), "{err}");
@@ -426,22 +453,9 @@ fn modes_rejects_bad_input() {
 // ---------------------------------------------------------------- sweep
 
 fn sweep(args: &[&str], data: &std::path::Path) -> (bool, String, String) {
-    let mut a = vec![
-        "sweep",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--limit",
-        "256",
-        "--epochs",
-        "1",
-        "--hidden",
-        "16",
-    ];
+    let mut a = vec!["--limit", "256", "--epochs", "1", "--hidden", "16"];
     a.extend_from_slice(args);
-    descent_env(&a, &[("MNIST_MIRROR", &mnist_mirror())])
+    on_mnist("sweep", data, &a)
 }
 
 #[test]

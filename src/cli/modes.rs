@@ -2,9 +2,9 @@
 //! stochastic and mini-batch gradient descent), each with its mode's defaults, under one budget.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
@@ -84,6 +84,8 @@ struct StepRecorder {
     batch: usize,
     points: Vec<StepPoint>,
     records: Vec<EpochRecord>,
+    /// `--seconds`: the budget and the deadline the timer watches.
+    budget: Option<(f64, Arc<Mutex<Option<Instant>>>)>,
 }
 
 impl StepRecorder {
@@ -126,6 +128,12 @@ impl Observer for StepRecorder {
             r.elapsed_seconds,
         )?;
         self.records.push(r.clone());
+        if let Some((secs, deadline)) = &self.budget
+            && let Ok(mut d) = deadline.lock()
+        {
+            let left = (secs - r.elapsed_seconds).max(0.0);
+            *d = Some(Instant::now() + Duration::from_secs_f64(left));
+        }
         Ok(())
     }
 }
@@ -310,12 +318,27 @@ fn run_mode(
     let mut backend = make_backend(&args.device, setup)?;
     let initial_weights = fingerprint(&backend.params()?);
     let interrupt = Arc::new(AtomicBool::new(false));
-    if let Some(s) = args.seconds {
-        // The loop checks the flag after every step; a detached timer sets it.
-        let flag = interrupt.clone();
+    // The loop checks the flag after every step; a timer sets it at the deadline, which each
+    // epoch's end moves to "now + what is left of the budget", so evaluation is not counted.
+    let deadline = Arc::new(Mutex::new(
+        args.seconds
+            .map(|s| Instant::now() + Duration::from_secs_f64(s)),
+    ));
+    let done = Arc::new(AtomicBool::new(false));
+    if args.seconds.is_some() {
+        let (flag, deadline, done) = (interrupt.clone(), deadline.clone(), done.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(s));
-            flag.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::SeqCst) {
+                let due = deadline
+                    .lock()
+                    .map(|d| d.is_some_and(|d| Instant::now() >= d))
+                    .unwrap_or(true);
+                if due {
+                    flag.store(true, Ordering::SeqCst);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
         });
     }
     let cfg = TrainConfig {
@@ -337,8 +360,11 @@ fn run_mode(
         batch,
         points: Vec::new(),
         records: Vec::new(),
+        budget: args.seconds.map(|s| (s, deadline)),
     };
-    let (_, outcome) = train::train(backend.as_mut(), &cfg, n, &mut rec).map_err(|e| match e {
+    let result = train::train(backend.as_mut(), &cfg, n, &mut rec);
+    done.store(true, Ordering::SeqCst);
+    let (_, outcome) = result.map_err(|e| match e {
         Error::Diverged { epoch, step, value } => Error::InvalidArg(format!(
             "{} diverged: the loss became {value} at epoch {epoch}, step {step}",
             mode.name()

@@ -305,14 +305,14 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .cloned()
         .collect();
     let axes: Vec<&str> = grid.axes.iter().map(|a| a.flag).collect();
+    let kept = match &args.out {
+        Some(p) => format!("{} already in {}", done.len(), p.display()),
+        None => "no --out file".into(),
+    };
     println!(
-        "sweep over {}: {} cells ({} already in {}, {} to run), {} samples each, {} at a time",
+        "sweep over {}: {} cells ({kept}, {} to run), {} samples each, {} at a time",
         axes.join(" × "),
         cells.len(),
-        done.len(),
-        args.out
-            .as_deref()
-            .map_or("no file".into(), |p| p.display().to_string()),
         todo.len(),
         args.limit,
         args.jobs.min(todo.len().max(1))

@@ -138,11 +138,11 @@ impl LandscapeFigure<'_> {
                 None => {
                     let e = path.end();
                     format!(
-                        "{} (lr {}): ends at ({:.2}, {:.2})",
+                        "{} (lr {}): ends at ({}, {})",
                         path.optimizer.name(),
                         path.lr,
-                        e[0],
-                        e[1]
+                        trimmed(e[0], 2),
+                        trimmed(e[1], 2)
                     )
                 }
             };
