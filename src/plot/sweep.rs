@@ -89,8 +89,11 @@ impl Figure for SweepFigure {
                 let rect = [(x0, y0), (x0 + CELL_W - 2, y0 + CELL_H - 2)];
                 let (fill, lines, dark) = match cell {
                     CellView::Done { accuracy, seconds } => {
+                        // Shade by the error rate on a log scale: 5% against 10% error matters
+                        // as much as 20% against 40%, so good cells stay distinguishable.
+                        let err = |a: f64| (1.0 - a).max(1e-4).ln();
                         let t = if hi - lo > 1e-9 {
-                            0.15 + 0.85 * (accuracy - lo) / (hi - lo)
+                            0.15 + 0.85 * (err(lo) - err(*accuracy)) / (err(lo) - err(hi))
                         } else {
                             0.6
                         };
@@ -120,8 +123,7 @@ impl Figure for SweepFigure {
                 }
             }
         }
-        let note =
-            "test accuracy (darker = higher, scaled to this grid) and training time per cell";
+        let note = "test accuracy (darker = fewer errors, log scale across this grid) and training time per cell";
         let style = font(12.0);
         let (tw, _) = root.estimate_text_size(note, &style)?;
         let y = top + CELL_H * self.y_values.len() as i32 + 10;
