@@ -49,7 +49,7 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
     /// Cells run at once. On the CPU the cores are shared out among them (each cell gets its
-    /// own thread pool), which pays when a cell's batch is too small to use every core.
+    /// own thread pool): meant for small batches, where one cell cannot use every core.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Append each finished cell to this JSON lines file.
