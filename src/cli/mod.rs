@@ -4,9 +4,13 @@ mod args;
 mod bench;
 mod data;
 mod eval;
+pub mod explain;
+pub mod landscape;
+pub mod modes;
 mod pictures;
 mod plot;
 mod predict;
+pub mod sweep;
 mod train;
 mod verify;
 mod weights;
@@ -45,6 +49,14 @@ pub enum Command {
     Weights(weights::WeightsArgs),
     /// Classify image files of handwritten digits with a checkpoint.
     Predict(predict::PredictArgs),
+    /// Train the same model by batch, stochastic and mini-batch gradient descent and compare.
+    Modes(Box<modes::ModesArgs>),
+    /// Run optimizers on a 2-D test function and draw their paths over its contours.
+    Landscape(landscape::LandscapeArgs),
+    /// Train a grid of short runs over two hyperparameters and tabulate test accuracy.
+    Sweep(Box<sweep::SweepArgs>),
+    /// Walk backprop through a tiny network, stage by stage, with the numbers.
+    Explain(explain::ExplainArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -57,5 +69,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Weights(a) => weights::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Modes(a) => modes::run(*a),
+        Command::Landscape(a) => landscape::run(a),
+        Command::Sweep(a) => sweep::run(*a),
+        Command::Explain(a) => explain::run(a),
     }
 }

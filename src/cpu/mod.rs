@@ -29,6 +29,11 @@ impl DropoutCtx {
     }
 }
 
+/// The output layer's width: the number of classes (10 for MNIST; `descent explain` uses 2).
+fn outputs(spec: &ModelSpec) -> usize {
+    spec.sizes.last().copied().unwrap_or(CLASSES)
+}
+
 /// Buffers for one forward/backward pass over up to `rows` samples.
 pub struct Workspace {
     pub rows: usize,
@@ -36,7 +41,7 @@ pub struct Workspace {
     pub activations: Vec<Vec<f32>>,
     /// dactivations[l]: [rows, sizes[l]], the loss gradient w.r.t. activations[l] (l ≥ 1).
     pub dactivations: Vec<Vec<f32>>,
-    /// probs: [rows, 10], softmax of the logits (cross-entropy only).
+    /// probs: [rows, outputs], softmax of the logits (cross-entropy only).
     pub probs: Vec<f32>,
     /// losses: [rows], per-sample loss.
     pub losses: Vec<f32>,
@@ -61,7 +66,7 @@ impl Workspace {
                     }
                 })
                 .collect(),
-            probs: vec![0.0; rows * CLASSES],
+            probs: vec![0.0; rows * outputs(spec)],
             losses: vec![0.0; rows],
             labels: vec![0; rows],
         }
@@ -94,13 +99,12 @@ pub fn forward(
             }
         }
     }
-    let logits = &ws.activations[last + 1][..b * CLASSES];
+    let c = outputs(spec);
+    let logits = &ws.activations[last + 1][..b * c];
     let labels = &ws.labels[..b];
     match spec.loss {
-        Loss::Xent => {
-            softmax_xent_forward(&mut ws.losses, &mut ws.probs, logits, labels, b, CLASSES)
-        }
-        Loss::Mse => mse_forward(&mut ws.losses, logits, labels, b, CLASSES),
+        Loss::Xent => softmax_xent_forward(&mut ws.losses, &mut ws.probs, logits, labels, b, c),
+        Loss::Mse => mse_forward(&mut ws.losses, logits, labels, b, c),
     }
     ws.losses[..b].iter().map(|&l| l as f64).sum()
 }
@@ -122,18 +126,17 @@ pub fn backward(
     let layers = spec.layers();
     let last = layers.len() - 1;
     {
-        let dlogits = &mut ws.dactivations[last + 1][..b * CLASSES];
+        let c = outputs(spec);
+        let dlogits = &mut ws.dactivations[last + 1][..b * c];
         let labels = &ws.labels[..b];
         match spec.loss {
-            Loss::Xent => {
-                softmax_xent_backward(dlogits, &ws.probs[..b * CLASSES], labels, b, CLASSES, scale)
-            }
+            Loss::Xent => softmax_xent_backward(dlogits, &ws.probs[..b * c], labels, b, c, scale),
             Loss::Mse => mse_backward(
                 dlogits,
-                &ws.activations[last + 1][..b * CLASSES],
+                &ws.activations[last + 1][..b * c],
                 labels,
                 b,
-                CLASSES,
+                c,
                 scale,
             ),
         }
@@ -496,8 +499,9 @@ pub fn evaluate(
             b,
         );
         loss += forward(spec, params, ws, b, None);
-        let logits = &ws.activations[spec.sizes.len() - 1][..b * CLASSES];
-        argmax_correct(&mut correct, logits, &ws.labels[..b], b, CLASSES);
+        let c = outputs(spec);
+        let logits = &ws.activations[spec.sizes.len() - 1][..b * c];
+        argmax_correct(&mut correct, logits, &ws.labels[..b], b, c);
     }
     EvalStats {
         loss: loss / n.max(1) as f64,

@@ -6,6 +6,9 @@
 pub mod confusion;
 pub mod curves;
 pub mod grid;
+pub mod landscape;
+pub mod modes;
+pub mod sweep;
 pub mod train;
 
 use std::path::Path;
