@@ -6,7 +6,7 @@ pub mod optim;
 use std::sync::Arc;
 
 use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
-use crate::data::{CLASSES, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
@@ -36,7 +36,7 @@ pub struct Workspace {
     pub activations: Vec<Vec<f32>>,
     /// dactivations[l]: [rows, sizes[l]], the loss gradient w.r.t. activations[l] (l ≥ 1).
     pub dactivations: Vec<Vec<f32>>,
-    /// probs: [rows, 10], softmax of the logits (cross-entropy only).
+    /// probs: [rows, classes], softmax of the logits (cross-entropy only).
     pub probs: Vec<f32>,
     /// losses: [rows], per-sample loss.
     pub losses: Vec<f32>,
@@ -61,7 +61,7 @@ impl Workspace {
                     }
                 })
                 .collect(),
-            probs: vec![0.0; rows * CLASSES],
+            probs: vec![0.0; rows * spec.classes()],
             losses: vec![0.0; rows],
             labels: vec![0; rows],
         }
@@ -94,13 +94,12 @@ pub fn forward(
             }
         }
     }
-    let logits = &ws.activations[last + 1][..b * CLASSES];
+    let c = spec.classes();
+    let logits = &ws.activations[last + 1][..b * c];
     let labels = &ws.labels[..b];
     match spec.loss {
-        Loss::Xent => {
-            softmax_xent_forward(&mut ws.losses, &mut ws.probs, logits, labels, b, CLASSES)
-        }
-        Loss::Mse => mse_forward(&mut ws.losses, logits, labels, b, CLASSES),
+        Loss::Xent => softmax_xent_forward(&mut ws.losses, &mut ws.probs, logits, labels, b, c),
+        Loss::Mse => mse_forward(&mut ws.losses, logits, labels, b, c),
     }
     ws.losses[..b].iter().map(|&l| l as f64).sum()
 }
@@ -122,18 +121,17 @@ pub fn backward(
     let layers = spec.layers();
     let last = layers.len() - 1;
     {
-        let dlogits = &mut ws.dactivations[last + 1][..b * CLASSES];
+        let c = spec.classes();
+        let dlogits = &mut ws.dactivations[last + 1][..b * c];
         let labels = &ws.labels[..b];
         match spec.loss {
-            Loss::Xent => {
-                softmax_xent_backward(dlogits, &ws.probs[..b * CLASSES], labels, b, CLASSES, scale)
-            }
+            Loss::Xent => softmax_xent_backward(dlogits, &ws.probs[..b * c], labels, b, c, scale),
             Loss::Mse => mse_backward(
                 dlogits,
-                &ws.activations[last + 1][..b * CLASSES],
+                &ws.activations[last + 1][..b * c],
                 labels,
                 b,
-                CLASSES,
+                c,
                 scale,
             ),
         }
@@ -161,7 +159,7 @@ pub fn backward(
     }
 }
 
-/// Mean loss and its gradient for one batch (x: [B, 784], labels: [B]); used by the gradient checks.
+/// Mean loss and its gradient for one batch (x: [B, inputs], labels: [B]); used by the gradient checks.
 pub fn loss_and_grads(
     spec: &ModelSpec,
     params: &[f32],
@@ -355,15 +353,7 @@ impl Backend for CpuBackend {
                 while lo < hi {
                     let b = (hi - lo).min(w.ws.rows);
                     let ws = &mut w.ws;
-                    batch_gather(
-                        &mut ws.activations[0],
-                        &mut ws.labels,
-                        &train.images,
-                        &train.labels,
-                        order,
-                        start + lo,
-                        b,
-                    );
+                    gather(ws, train, order, start + lo, b);
                     let drop = (p_drop > 0.0).then_some(DropoutCtx {
                         p: p_drop,
                         seed,
@@ -472,6 +462,33 @@ pub fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     }
 }
 
+/// The batch `order[start..start + b]` of `data` into the workspace's input rows and labels,
+/// through the twin of the split's storage (u8 pixels or f32 features).
+pub fn gather(ws: &mut Workspace, data: &Dataset, order: &[u32], start: usize, b: usize) {
+    if data.is_pixels() {
+        batch_gather(
+            &mut ws.activations[0],
+            &mut ws.labels,
+            &data.images,
+            &data.labels,
+            order,
+            start,
+            b,
+        );
+    } else {
+        batch_gather_features(
+            &mut ws.activations[0],
+            &mut ws.labels,
+            &data.features,
+            &data.labels,
+            order,
+            start,
+            b,
+            data.width,
+        );
+    }
+}
+
 /// Test-set loss and accuracy, in chunks; `ws` is kept between calls.
 pub fn evaluate(
     spec: &ModelSpec,
@@ -486,18 +503,11 @@ pub fn evaluate(
     let mut correct = 0u32;
     for start in (0..n).step_by(EVAL_ROWS) {
         let b = EVAL_ROWS.min(n - start);
-        batch_gather(
-            &mut ws.activations[0],
-            &mut ws.labels,
-            &data.images,
-            &data.labels,
-            &order,
-            start,
-            b,
-        );
+        gather(ws, data, &order, start, b);
         loss += forward(spec, params, ws, b, None);
-        let logits = &ws.activations[spec.sizes.len() - 1][..b * CLASSES];
-        argmax_correct(&mut correct, logits, &ws.labels[..b], b, CLASSES);
+        let c = spec.classes();
+        let logits = &ws.activations[spec.sizes.len() - 1][..b * c];
+        argmax_correct(&mut correct, logits, &ws.labels[..b], b, c);
     }
     EvalStats {
         loss: loss / n.max(1) as f64,

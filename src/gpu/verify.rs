@@ -825,6 +825,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     let Dataset {
         images,
         labels: labels8,
+        ..
     } = synthetic(n, seed);
     let labels: Vec<u32> = labels8.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
@@ -866,7 +867,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
 /// batch_gather with PACKED: the rows' pixels copied still packed to xb, and the labels.
 pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
-    let Dataset { images, labels } = synthetic(n, seed);
+    let Dataset { images, labels, .. } = synthetic(n, seed);
     let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
     let (batch, step) = (rows, 2usize);
@@ -1328,14 +1329,39 @@ pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 6] = [
 
 /// A small synthetic data set (random pixels, labels from a fixed rule) for step parity.
 pub fn synthetic(n: usize, seed: u32) -> Dataset {
-    Dataset {
-        images: (0..n * PIXELS)
+    Dataset::pixels(
+        (0..n * PIXELS)
             .map(|i| (rng::hash3(seed, 21, i as u32) & 255) as u8)
             .collect(),
-        labels: (0..n)
+        (0..n)
             .map(|i| (rng::hash3(seed, 22, i as u32) % 10) as u8)
             .collect(),
-    }
+    )
+}
+
+/// A small synthetic table of f32 features [n, width] in classes 0..classes whose label
+/// follows the features (the class whose feature block has the largest sum), so a model can
+/// learn it: for parity tests and the shape tests of `--data`.
+pub fn synthetic_features(n: usize, width: usize, classes: usize, seed: u32) -> Dataset {
+    let features: Vec<f32> = (0..n * width)
+        .map(|i| rng::uniform(seed, 23, i as u32) * 2.0 - 1.0)
+        .collect();
+    let labels = features
+        .chunks_exact(width)
+        .map(|row| {
+            let score = |c: usize| -> f32 {
+                row.iter()
+                    .enumerate()
+                    .filter(|(j, _)| j % classes == c)
+                    .map(|(_, v)| v)
+                    .sum()
+            };
+            (0..classes)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap_or(0) as u8
+        })
+        .collect();
+    Dataset::floats(features, labels, width, classes)
 }
 
 /// Trains `steps` steps on the CPU and GPU from the same seed and compares: the first step's
