@@ -252,7 +252,7 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
                         err(format!(
                             "row {line}: class `{s}` is not one of the training data's ({})",
                             crate::sources::inspect::list(
-                                &known.map_or(&[][..], |k| &k.class_names[..]),
+                                known.map_or(&[][..], |k| &k.class_names[..]),
                                 12
                             )
                         ))
