@@ -33,8 +33,9 @@ fn is_missing(f: &[u8]) -> bool {
 
 fn parse_num(f: &[u8]) -> Option<f32> {
     let t = f.trim_ascii();
-    let s = std::str::from_utf8(t).ok()?;
-    s.parse::<f32>().ok().filter(|v| v.is_finite())
+    fast_float2::parse::<f32, _>(t)
+        .ok()
+        .filter(|v: &f32| v.is_finite())
 }
 
 /// Reads the table. With `known` (a test file, or rows to predict), the columns and class
