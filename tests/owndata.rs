@@ -469,3 +469,28 @@ fn missing_values_drop_or_mean() {
         "{out}"
     );
 }
+
+/// scikit-learn's tables open with a count line (`150,4,setosa,versicolor,virginica`): its class
+/// names name the integer labels, and it is not a row.
+#[test]
+fn a_scikit_learn_count_line_names_the_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("iris-like.csv");
+    let mut s = String::from("6,2,setosa,versicolor,virginica\n");
+    for i in 0..6 {
+        s.push_str(&format!("{i}.5,{}.25,{}\n", i * 2, i % 3));
+    }
+    std::fs::write(&p, s).unwrap();
+    let (ok, out, err) = descent(&["data", "inspect", &format!("csv:{}", p.display()), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["samples"], 6);
+    assert_eq!(v["features"], 2);
+    let names: Vec<&str> = v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["setosa", "versicolor", "virginica"]);
+}

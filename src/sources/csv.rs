@@ -38,6 +38,18 @@ fn parse_num(f: &[u8]) -> Option<f32> {
         .filter(|v: &f32| v.is_finite())
 }
 
+/// Whether a header row is scikit-learn's count line: two integers (the second the number of
+/// features), then the class names.
+fn count_header(first: &csv::ByteRecord, data_fields: usize) -> bool {
+    let int = |i: usize| {
+        first
+            .get(i)
+            .and_then(|f| std::str::from_utf8(f.trim_ascii()).ok())
+            .and_then(|s| s.parse::<usize>().ok())
+    };
+    first.len() > 2 && int(0).is_some() && int(1) == Some(data_fields.saturating_sub(1))
+}
+
 /// Reads the table. With `known` (a test file, or rows to predict), the columns and class
 /// names must be the training file's.
 pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Raw> {
@@ -93,7 +105,9 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
     } else {
         first.len()
     };
-    let names: Vec<String> = if header && first.len() == data_fields {
+    // scikit-learn's bundled tables open with `n_samples,n_features,class names...`.
+    let count_line = header && count_header(&first, data_fields);
+    let names: Vec<String> = if header && first.len() == data_fields && !count_line {
         first
             .iter()
             .map(|f| String::from_utf8_lossy(f).trim().to_owned())
@@ -297,9 +311,18 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
     if known_map.is_some() {
         raw.class_names = known.map(|k| k.class_names.clone()).unwrap_or_default();
     } else if !seen.is_empty() {
-        let (names, order) = super::index_labels(&seen, path)?;
+        let (mut names, order) = super::index_labels(&seen, path)?;
         check_class_count(names.len(), path)?;
         raw.labels = row_ids.iter().map(|&id| order[id as usize]).collect();
+        // The count line names classes 0..k-1: keep its names.
+        let numbered = names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+        if count_line && numbered && first.len() - 2 == names.len() {
+            names = first
+                .iter()
+                .skip(2)
+                .map(|f| String::from_utf8_lossy(f).trim().to_owned())
+                .collect();
+        }
         raw.class_names = names;
     } else if let Some(k) = known {
         raw.class_names = k.class_names.clone();
