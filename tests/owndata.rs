@@ -493,4 +493,44 @@ fn a_scikit_learn_count_line_names_the_classes() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["setosa", "versicolor", "virginica"]);
+    // Eval reads the numbered labels again as those classes.
+    let src = format!("csv:{}", p.display());
+    let ck = dir.path().join("m.safetensors");
+    let split = ["--test-split", "0.5"];
+    let (ok, _, err) = train(
+        &[
+            &[
+                "--data",
+                &src,
+                "--device",
+                "cpu",
+                "--save",
+                ck.to_str().unwrap(),
+            ][..],
+            &split[..],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = descent(
+        &[
+            &[
+                "eval",
+                "--checkpoint",
+                ck.to_str().unwrap(),
+                "--data",
+                &src,
+                "--json",
+            ][..],
+            &split[..],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["classes"],
+        serde_json::json!(["setosa", "versicolor", "virginica"])
+    );
+    assert_eq!(v["samples"], 3);
 }

@@ -121,6 +121,14 @@ impl DataArgs {
         }
     }
 
+    /// [`DataArgs::name`] with a source's file name only, for figure titles.
+    pub fn short_name(&self) -> String {
+        match self.data.as_deref().map(|d| Source::parse("--data", d)) {
+            Some(Ok(s)) => s.short_name(),
+            _ => self.name(),
+        }
+    }
+
     pub fn source(&self) -> Result<DataSource> {
         let env_name = match self.dataset {
             DatasetKind::Mnist => "MNIST_MIRROR",

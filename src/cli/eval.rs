@@ -155,7 +155,7 @@ impl PerSample {
         let mut title = format!(
             "{} · {} test set · evaluated on the CPU",
             ck.spec.describe(),
-            args.data.name(),
+            args.data.short_name(),
         );
         if let Some(opt) = checkpoint_metadata(&args.checkpoint).get("optimizer") {
             title.push_str(&format!(" · {opt}"));

@@ -30,7 +30,11 @@ impl Figure for ConfusionFigure<'_> {
     fn size(&self) -> (u32, u32) {
         let n = self.confusion.classes();
         let grid = cell(n) * n as i32;
-        ((LEFT + grid + 110) as u32, (TOP + grid + 80) as u32)
+        // Wide enough for the title lines, however few the classes.
+        (
+            (LEFT + grid + 110).max(640) as u32,
+            (TOP + grid + 80) as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -40,7 +44,10 @@ impl Figure for ConfusionFigure<'_> {
         let cell_px = cell(classes);
         let grid = cell_px * classes as i32;
         // Counts and labels only where they fit; the shading still shows the pattern.
-        let label_every = (22 / cell_px).max(1) as usize;
+        let every = |px: i32| (px + cell_px - 1) / cell_px;
+        let label_every = every(24) as usize;
+        // A percentage is about 44 px wide at 13 px.
+        let precision_every = every(48) as usize;
         let centre = |style: TextStyle<'static>| style.pos(Pos::new(HPos::Center, VPos::Center));
         let centred = |size: f64| centre(font(size));
         // Axis names and class numbers: predicted across the top, true down the left.
@@ -81,20 +88,21 @@ impl Figure for ConfusionFigure<'_> {
                 }
             }
             let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", 100.0 * v));
-            if t % label_every != 0 {
-                continue;
-            }
             let mid = t as i32 * cell_px + cell_px / 2;
-            root.draw_text(
-                &pct(c.recall(t)),
-                &centre(font(13.0)),
-                (LEFT + grid + 50, TOP + mid),
-            )?;
-            root.draw_text(
-                &pct(c.precision(t)),
-                &centre(font(13.0)),
-                (LEFT + mid, TOP + grid + 20),
-            )?;
+            if t % label_every == 0 {
+                root.draw_text(
+                    &pct(c.recall(t)),
+                    &centre(font(13.0)),
+                    (LEFT + grid + 50, TOP + mid),
+                )?;
+            }
+            if t % precision_every == 0 {
+                root.draw_text(
+                    &pct(c.precision(t)),
+                    &centre(font(13.0)),
+                    (LEFT + mid, TOP + grid + 20),
+                )?;
+            }
         }
         root.draw(&Rectangle::new(
             [(LEFT, TOP), (LEFT + grid, TOP + grid)],

@@ -263,7 +263,14 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
             match &known_map {
                 Some(m) => {
                     let s = String::from_utf8_lossy(l);
-                    let c = m.get(&*s).ok_or_else(|| {
+                    // Under a count line the labels are the classes' numbers.
+                    let numbered = || {
+                        s.parse::<usize>()
+                            .ok()
+                            .filter(|&i| count_line && i < m.len())
+                            .map(|i| i as u8)
+                    };
+                    let c = m.get(&*s).copied().or_else(numbered).ok_or_else(|| {
                         err(format!(
                             "row {line}: class `{s}` is not one of the training data's ({})",
                             crate::sources::inspect::list(
@@ -272,7 +279,7 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
                             )
                         ))
                     })?;
-                    raw.labels.push(*c);
+                    raw.labels.push(c);
                 }
                 None => {
                     let id = match ids.get(l) {
