@@ -1,23 +1,24 @@
 //! Per-sample results of a model on the CPU: class probabilities, the confusion matrix and the
 //! most confident mistakes. Pure functions over data already in memory.
 
-use crate::cpu::kernels::batch_gather;
-use crate::cpu::{Workspace, forward};
-use crate::data::{CLASSES, Dataset, PIXELS};
+use crate::cpu::{Workspace, forward, gather};
+use crate::data::Dataset;
 use crate::model::ModelSpec;
 
 /// Rows per forward pass: big enough to amortise the matmul, small enough to stay in cache.
 const ROWS: usize = 1000;
 
-/// Softmax of the model's outputs for each row of `x` ([n, 784], values in [0, 1]). For a model
-/// trained with MSE the outputs are not log-probabilities; their softmax still ranks the classes.
-pub fn probabilities(spec: &ModelSpec, params: &[f32], x: &[f32]) -> Vec<[f32; CLASSES]> {
-    let n = x.len() / PIXELS;
+/// Softmax of the model's outputs ([classes] each) for each row of `x` ([n, inputs], as the
+/// model sees them). For a model trained with MSE the outputs are not log-probabilities; their
+/// softmax still ranks the classes.
+pub fn probabilities(spec: &ModelSpec, params: &[f32], x: &[f32]) -> Vec<Vec<f32>> {
+    let w = spec.inputs();
+    let n = x.len() / w;
     let mut ws = Workspace::new(spec, ROWS.min(n.max(1)));
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(ws.rows) {
         let b = ws.rows.min(n - start);
-        ws.activations[0][..b * PIXELS].copy_from_slice(&x[start * PIXELS..(start + b) * PIXELS]);
+        ws.activations[0][..b * w].copy_from_slice(&x[start * w..(start + b) * w]);
         ws.labels[..b].fill(0);
         out.extend(logits_to_probs(spec, params, &mut ws, b));
     }
@@ -25,26 +26,14 @@ pub fn probabilities(spec: &ModelSpec, params: &[f32], x: &[f32]) -> Vec<[f32; C
 }
 
 /// [`probabilities`] for every sample of a data set, without converting it all to f32 at once.
-pub fn dataset_probabilities(
-    spec: &ModelSpec,
-    params: &[f32],
-    data: &Dataset,
-) -> Vec<[f32; CLASSES]> {
+pub fn dataset_probabilities(spec: &ModelSpec, params: &[f32], data: &Dataset) -> Vec<Vec<f32>> {
     let n = data.len();
     let order: Vec<u32> = (0..n as u32).collect();
     let mut ws = Workspace::new(spec, ROWS.min(n.max(1)));
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(ws.rows) {
         let b = ws.rows.min(n - start);
-        batch_gather(
-            &mut ws.activations[0],
-            &mut ws.labels,
-            &data.images,
-            &data.labels,
-            &order,
-            start,
-            b,
-        );
+        gather(&mut ws, data, &order, start, b);
         out.extend(logits_to_probs(spec, params, &mut ws, b));
     }
     out
@@ -55,15 +44,33 @@ fn logits_to_probs(
     params: &[f32],
     ws: &mut Workspace,
     b: usize,
-) -> Vec<[f32; CLASSES]> {
+) -> Vec<Vec<f32>> {
     forward(spec, params, ws, b, None);
-    let logits = &ws.activations[spec.sizes.len() - 1][..b * CLASSES];
-    logits.chunks_exact(CLASSES).map(softmax).collect()
+    let c = spec.classes();
+    let logits = &ws.activations[spec.sizes.len() - 1][..b * c];
+    logits.chunks_exact(c).map(softmax).collect()
 }
 
-fn softmax(row: &[f32]) -> [f32; CLASSES] {
+/// The model's raw outputs [n, classes] for rows `x` [n, inputs].
+pub fn logits(spec: &ModelSpec, params: &[f32], x: &[f32]) -> Vec<f32> {
+    let w = spec.inputs();
+    let n = x.len() / w;
+    let c = spec.classes();
+    let mut ws = Workspace::new(spec, ROWS.min(n.max(1)));
+    let mut out = Vec::with_capacity(n * c);
+    for start in (0..n).step_by(ws.rows) {
+        let b = ws.rows.min(n - start);
+        ws.activations[0][..b * w].copy_from_slice(&x[start * w..(start + b) * w]);
+        ws.labels[..b].fill(0);
+        forward(spec, params, &mut ws, b, None);
+        out.extend_from_slice(&ws.activations[spec.sizes.len() - 1][..b * c]);
+    }
+    out
+}
+
+fn softmax(row: &[f32]) -> Vec<f32> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut p = [0.0; CLASSES];
+    let mut p = vec![0.0; row.len()];
     let mut sum = 0.0;
     for (o, &v) in p.iter_mut().zip(row) {
         *o = (v - max).exp();
@@ -74,9 +81,9 @@ fn softmax(row: &[f32]) -> [f32; CLASSES] {
 }
 
 /// The predicted class: the first maximum, as `argmax_correct` counts it.
-pub fn argmax(p: &[f32; CLASSES]) -> usize {
+pub fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
-    for j in 1..CLASSES {
+    for j in 1..p.len() {
         if p[j] > p[best] {
             best = j;
         }
@@ -85,25 +92,31 @@ pub fn argmax(p: &[f32; CLASSES]) -> usize {
 }
 
 /// The classes in order of probability, highest first.
-pub fn ranked(p: &[f32; CLASSES]) -> Vec<(usize, f32)> {
+pub fn ranked(p: &[f32]) -> Vec<(usize, f32)> {
     let mut r: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
     r.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     r
 }
 
-/// counts[true][predicted].
+/// counts[true][predicted]: [classes][classes].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confusion {
-    pub counts: [[u64; CLASSES]; CLASSES],
+    pub counts: Vec<Vec<u64>>,
 }
 
 impl Confusion {
-    pub fn new(labels: &[u8], probs: &[[f32; CLASSES]]) -> Self {
-        let mut counts = [[0u64; CLASSES]; CLASSES];
+    /// From each sample's label and class probabilities ([classes] each).
+    pub fn new(labels: &[u8], probs: &[Vec<f32>]) -> Self {
+        let c = probs.first().map_or(0, Vec::len);
+        let mut counts = vec![vec![0u64; c]; c];
         for (&l, p) in labels.iter().zip(probs) {
-            counts[l as usize % CLASSES][argmax(p)] += 1;
+            counts[l as usize % c][argmax(p)] += 1;
         }
         Confusion { counts }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.counts.len()
     }
 
     pub fn total(&self) -> u64 {
@@ -111,7 +124,7 @@ impl Confusion {
     }
 
     pub fn correct(&self) -> u64 {
-        (0..CLASSES).map(|c| self.counts[c][c]).sum()
+        (0..self.classes()).map(|c| self.counts[c][c]).sum()
     }
 
     pub fn accuracy(&self) -> f64 {
@@ -126,7 +139,7 @@ impl Confusion {
 
     /// Of the samples predicted `c`, the fraction that are `c`; None when none was.
     pub fn precision(&self, c: usize) -> Option<f64> {
-        let col: u64 = (0..CLASSES).map(|t| self.counts[t][c]).sum();
+        let col: u64 = (0..self.classes()).map(|t| self.counts[t][c]).sum();
         (col > 0).then(|| self.counts[c][c] as f64 / col as f64)
     }
 
@@ -135,19 +148,20 @@ impl Confusion {
         let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", 100.0 * v));
         let mut s = String::from("rows: true class, columns: predicted class\n");
         s.push_str("true\\pred");
-        for c in 0..CLASSES {
+        let n = self.classes();
+        for c in 0..n {
             s.push_str(&format!("{c:>7}"));
         }
         s.push_str("   recall\n");
-        for t in 0..CLASSES {
+        for t in 0..n {
             s.push_str(&format!("{t:>9}"));
-            for p in 0..CLASSES {
+            for p in 0..n {
                 s.push_str(&format!("{:>7}", self.counts[t][p]));
             }
             s.push_str(&format!("{:>9}\n", pct(self.recall(t))));
         }
         s.push_str("precision");
-        for c in 0..CLASSES {
+        for c in 0..n {
             s.push_str(&format!("{:>7}", pct(self.precision(c))));
         }
         s.push_str(&format!(
@@ -172,7 +186,7 @@ pub struct Mistake {
 }
 
 /// The `n` misclassified samples the model was surest of, surest first (ties by index).
-pub fn confident_mistakes(labels: &[u8], probs: &[[f32; CLASSES]], n: usize) -> Vec<Mistake> {
+pub fn confident_mistakes(labels: &[u8], probs: &[Vec<f32>], n: usize) -> Vec<Mistake> {
     let mut m: Vec<Mistake> = labels
         .iter()
         .zip(probs)
@@ -200,8 +214,8 @@ pub fn confident_mistakes(labels: &[u8], probs: &[[f32; CLASSES]], n: usize) -> 
 mod tests {
     use super::*;
 
-    fn one_hot(c: usize, p: f32) -> [f32; CLASSES] {
-        let mut v = [(1.0 - p) / 9.0; CLASSES];
+    fn one_hot(c: usize, p: f32) -> Vec<f32> {
+        let mut v = vec![(1.0 - p) / 9.0; 10];
         v[c] = p;
         v
     }

@@ -113,11 +113,121 @@ impl DatasetKind {
     }
 }
 
-/// One split: `images` is [n, 784] u8 row-major, `labels` is [n] u8 in 0..10.
-#[derive(Clone, Debug, Default)]
+/// One split. MNIST's files keep their bytes (`images`, scaled by 1/255 when gathered, so the
+/// GPU can hold them packed four to a word); a user's own data arrives as `features`, already
+/// preprocessed. Exactly one of the two holds the samples.
+#[derive(Clone, Debug)]
 pub struct Dataset {
+    /// images: [n, width] u8 pixels; empty for feature data.
     pub images: Vec<u8>,
+    /// features: [n, width] f32; empty for pixel data.
+    pub features: Vec<f32>,
+    /// labels: [n] class indices in 0..classes (u8: at most 256 classes).
     pub labels: Vec<u8>,
+    /// Values per sample: the model's input width.
+    pub width: usize,
+    /// Classes: the model's output width.
+    pub classes: usize,
+}
+
+/// The most classes a data set may have: labels are stored as bytes.
+pub const MAX_CLASSES: usize = 256;
+
+impl Default for Dataset {
+    /// An empty MNIST-shaped split.
+    fn default() -> Self {
+        Dataset {
+            images: Vec::new(),
+            features: Vec::new(),
+            labels: Vec::new(),
+            width: PIXELS,
+            classes: CLASSES,
+        }
+    }
+}
+
+impl Dataset {
+    /// A split of MNIST-shaped pixels: images [n, 784] u8, labels [n] in 0..10.
+    pub fn pixels(images: Vec<u8>, labels: Vec<u8>) -> Self {
+        Dataset {
+            images,
+            labels,
+            ..Dataset::default()
+        }
+    }
+
+    /// A split of f32 features [n, width] with labels [n] in 0..classes.
+    pub fn floats(features: Vec<f32>, labels: Vec<u8>, width: usize, classes: usize) -> Self {
+        Dataset {
+            images: Vec::new(),
+            features,
+            labels,
+            width,
+            classes,
+        }
+    }
+
+    /// An empty split of the same shape and storage.
+    pub fn empty_like(&self) -> Self {
+        Dataset {
+            images: Vec::new(),
+            features: Vec::new(),
+            labels: Vec::new(),
+            ..*self
+        }
+    }
+
+    /// Whether the samples are u8 pixels (else f32 features). An empty split counts as pixels
+    /// only when it is MNIST-shaped.
+    pub fn is_pixels(&self) -> bool {
+        !self.images.is_empty() || (self.features.is_empty() && self.width == PIXELS)
+    }
+
+    /// Sample `i` as floats, as the model sees it.
+    pub fn row(&self, i: usize) -> Vec<f32> {
+        let w = self.width;
+        if self.is_pixels() {
+            self.images[i * w..(i + 1) * w]
+                .iter()
+                .map(|&p| p as f32 / 255.0)
+                .collect()
+        } else {
+            self.features[i * w..(i + 1) * w].to_vec()
+        }
+    }
+
+    /// The samples at `idx`, in that order.
+    pub fn select(&self, idx: &[u32]) -> Self {
+        let w = self.width;
+        let mut d = self.empty_like();
+        d.labels = idx.iter().map(|&i| self.labels[i as usize]).collect();
+        if self.is_pixels() {
+            d.images.reserve(idx.len() * w);
+            for &i in idx {
+                let i = i as usize;
+                d.images.extend_from_slice(&self.images[i * w..(i + 1) * w]);
+            }
+        } else {
+            d.features.reserve(idx.len() * w);
+            for &i in idx {
+                let i = i as usize;
+                d.features
+                    .extend_from_slice(&self.features[i * w..(i + 1) * w]);
+            }
+        }
+        d
+    }
+
+    /// Samples per class: [classes].
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.classes];
+        for &l in &self.labels {
+            if let Some(n) = c.get_mut(l as usize) {
+                *n += 1;
+            }
+        }
+        c
+    }
 }
 
 impl Dataset {
@@ -133,7 +243,8 @@ impl Dataset {
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());
         self.labels.truncate(n);
-        self.images.truncate(n * PIXELS);
+        self.images.truncate(n * self.width);
+        self.features.truncate(n * self.width);
     }
 }
 
@@ -318,10 +429,7 @@ impl Dataset {
                 msg: format!("label {} at index {i} is not a class 0..9", labels[i]),
             });
         }
-        Ok(Dataset {
-            images: images.to_vec(),
-            labels: labels.to_vec(),
-        })
+        Ok(Dataset::pixels(images.to_vec(), labels.to_vec()))
     }
 
     /// Encodes as IDX (images, labels); the inverse of [`Dataset::from_idx`], used by tests.

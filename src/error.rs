@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{path}: corrupt: {msg}")]
     Corrupt { path: PathBuf, msg: String },
 
+    /// A user's data file (`--data`, `--test`, `predict --csv`) that cannot be used as it is.
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+
     #[error("{split} set: {images} images but {labels} labels")]
     CountMismatch {
         split: &'static str,

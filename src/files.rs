@@ -68,7 +68,9 @@ pub fn decompress(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
                 out[7 + 4 * i],
             ])
         })
-        .try_fold(1u64, |acc, d| acc.checked_mul(d as u64))
+        .try_fold(idx_element_bytes(out[2]), |acc, d| {
+            acc.checked_mul(d as u64)
+        })
         .unwrap_or(u64::MAX);
     let rest = payload.saturating_add(1);
     out.reserve(rest.min(raw.len() as u64 * 16) as usize);
@@ -77,6 +79,17 @@ pub fn decompress(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(damaged)?;
     Ok(out)
+}
+
+/// Bytes per element of an IDX type code (u8, i8, i16, i32, f32, f64); 1 for unknown codes,
+/// which the IDX parser rejects.
+pub fn idx_element_bytes(code: u8) -> u64 {
+    match code {
+        0x0b => 2,
+        0x0c | 0x0d => 4,
+        0x0e => 8,
+        _ => 1,
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

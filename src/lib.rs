@@ -17,6 +17,7 @@ pub mod optim;
 pub mod plot;
 pub mod predict;
 pub mod rng;
+pub mod sources;
 pub mod tensorboard;
 pub mod train;
 

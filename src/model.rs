@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::data::{CLASSES, DatasetKind, PIXELS};
 use crate::error::{Error, Result};
 use crate::rng;
+use crate::sources::Preprocess;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Activation {
@@ -22,7 +23,7 @@ pub enum Activation {
 pub enum Loss {
     /// Softmax cross-entropy (natural log), mean over samples.
     Xent,
-    /// Mean squared error against one-hot targets, mean over the 10 outputs and the samples.
+    /// Mean squared error against one-hot targets, mean over the outputs and the samples.
     Mse,
 }
 
@@ -85,7 +86,8 @@ pub fn parse_hidden(s: &str) -> Result<Vec<usize>> {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
-    /// Layer widths including input and output: [784, hidden..., 10].
+    /// Layer widths including input and output: [inputs, hidden..., classes] ([784, ..., 10]
+    /// for MNIST).
     pub sizes: Vec<usize>,
     pub activation: Activation,
     pub loss: Loss,
@@ -103,15 +105,37 @@ pub struct LayerShape {
 }
 
 impl ModelSpec {
+    /// An MNIST-shaped model: 784 inputs, 10 classes.
     pub fn new(hidden: &[usize], activation: Activation, loss: Loss) -> Self {
-        let mut sizes = vec![PIXELS];
+        Self::with_io(PIXELS, hidden, CLASSES, activation, loss)
+    }
+
+    /// A model of `inputs` features and `classes` outputs.
+    pub fn with_io(
+        inputs: usize,
+        hidden: &[usize],
+        classes: usize,
+        activation: Activation,
+        loss: Loss,
+    ) -> Self {
+        let mut sizes = vec![inputs];
         sizes.extend_from_slice(hidden);
-        sizes.push(CLASSES);
+        sizes.push(classes);
         ModelSpec {
             sizes,
             activation,
             loss,
         }
+    }
+
+    /// The model's input width.
+    pub fn inputs(&self) -> usize {
+        self.sizes[0]
+    }
+
+    /// The model's output width: the number of classes.
+    pub fn classes(&self) -> usize {
+        self.sizes[self.sizes.len() - 1]
     }
 
     pub fn hidden(&self) -> &[usize] {
@@ -196,6 +220,8 @@ pub struct Checkpoint {
     pub spec: ModelSpec,
     pub params: Vec<f32>,
     pub dataset: Option<DatasetKind>,
+    /// The preprocessing of a model trained on the user's own data (`--data`).
+    pub preprocess: Option<Preprocess>,
     /// Present in checkpoints a run can be resumed from (`--checkpoint-dir`, Ctrl-C).
     pub resume: Option<ResumeState>,
 }
@@ -215,6 +241,31 @@ pub struct ResumeState {
 const META_POSITION: &str = "descent.position";
 const META_CONFIG: &str = "descent.config";
 const META_OPTIMIZER: &str = "descent.optimizer";
+/// The preprocessing, class names, input shape and source of `--data` (JSON).
+const META_DATA: &str = "descent.data";
+
+/// What a model was trained on, as its checkpoint records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainedOn {
+    Builtin(DatasetKind),
+    Own(Box<Preprocess>),
+}
+
+impl From<DatasetKind> for TrainedOn {
+    fn from(k: DatasetKind) -> Self {
+        TrainedOn::Builtin(k)
+    }
+}
+
+impl TrainedOn {
+    /// The name runs are labelled with: `mnist`, or the source's file name.
+    pub fn name(&self) -> String {
+        match self {
+            TrainedOn::Builtin(k) => k.name().to_owned(),
+            TrainedOn::Own(p) => p.source.clone(),
+        }
+    }
+}
 
 /// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors,
 /// atomically, with the optimizer state and run position when `resume` is given.
@@ -222,9 +273,10 @@ pub fn save_checkpoint(
     path: &Path,
     spec: &ModelSpec,
     params: &[f32],
-    dataset: DatasetKind,
+    data: impl Into<TrainedOn>,
     resume: Option<&ResumeState>,
 ) -> Result<()> {
+    let data = data.into();
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (i, l) in spec.layers().iter().enumerate() {
         let w = &params[l.w_off..l.w_off + l.inp * l.out];
@@ -254,9 +306,13 @@ pub fn save_checkpoint(
         ("format".to_owned(), "descent-mlp".to_owned()),
         ("activation".to_owned(), spec.activation.name().to_owned()),
         ("loss".to_owned(), spec.loss.name().to_owned()),
-        ("dataset".to_owned(), dataset.name().to_owned()),
+        ("dataset".to_owned(), data.name()),
         ("hidden".to_owned(), hidden.join(",")),
     ]);
+    if let TrainedOn::Own(p) = &data {
+        let json = serde_json::to_string(p).map_err(|e| checkpoint_err(path, e.to_string()))?;
+        meta.insert(META_DATA.to_owned(), json);
+    }
     if let Some(r) = resume {
         let pos =
             serde_json::to_string(&r.position).map_err(|e| checkpoint_err(path, e.to_string()))?;
@@ -304,6 +360,11 @@ pub fn load_checkpoint(
         (None, None) => Loss::Xent,
     };
     let dataset = pick("dataset").and_then(DatasetKind::parse);
+    let preprocess: Option<Preprocess> = pick(META_DATA)
+        .map(|s| {
+            serde_json::from_str(s).map_err(|e| checkpoint_err(path, format!("{META_DATA}: {e}")))
+        })
+        .transpose()?;
 
     let mut n_layers = 0;
     while st.tensor(&format!("layers.{n_layers}.weight")).is_ok() {
@@ -382,13 +443,22 @@ pub fn load_checkpoint(
         params.extend(w.1);
         params.extend(b.1);
     }
-    if sizes[0] != PIXELS || sizes.last() != Some(&CLASSES) {
+    // Without its data's description a model must be MNIST-shaped; with it, the shapes agree.
+    let (want_in, want_out) = preprocess
+        .as_ref()
+        .map_or((PIXELS, CLASSES), |p| (p.width(), p.class_names.len()));
+    if sizes[0] != want_in || sizes.last() != Some(&want_out) {
         return Err(checkpoint_err(
             path,
             format!(
-                "the model maps {} inputs to {} outputs; descent needs {PIXELS} -> {CLASSES}",
+                "the model maps {} inputs to {} outputs; {} needs {want_in} -> {want_out}",
                 sizes[0],
-                sizes.last().copied().unwrap_or(0)
+                sizes.last().copied().unwrap_or(0),
+                if preprocess.is_some() {
+                    "its data description"
+                } else {
+                    "a checkpoint without descent.data metadata"
+                }
             ),
         ));
     }
@@ -431,6 +501,7 @@ pub fn load_checkpoint(
         },
         params,
         dataset,
+        preprocess,
         resume,
     })
 }

@@ -9,10 +9,10 @@ use descent::data::{DataSource, Dataset, DatasetKind, PIXELS, parse_idx};
 use descent::download::Mirror;
 
 fn sample(n: usize) -> Dataset {
-    Dataset {
-        images: (0..n * PIXELS).map(|i| (i * 31 % 256) as u8).collect(),
-        labels: (0..n).map(|i| (i % 10) as u8).collect(),
-    }
+    Dataset::pixels(
+        (0..n * PIXELS).map(|i| (i * 31 % 256) as u8).collect(),
+        (0..n).map(|i| (i % 10) as u8).collect(),
+    )
 }
 
 fn load(images: &[u8], labels: &[u8]) -> descent::Result<Dataset> {

@@ -905,3 +905,88 @@ fn resume_on_the_gpu_matches_an_uninterrupted_run() {
         assert_rows(&rows);
     }
 }
+
+/// batch_gather_features against its twin: widths off the vec4 and workgroup sizes, and a
+/// table held in parts of a few rows (as a split bigger than one binding is).
+#[test]
+fn batch_gather_features_matches_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let rows: Vec<CheckRow> = [(1, 4, 300), (7, 30, 100), (33, 3, 120), (100, 3072, 128)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (b, w, parts))| {
+            verify::check_batch_gather_features(&g, b, w, parts, i as u32).unwrap()
+        })
+        .collect();
+    assert_rows(&rows);
+}
+
+/// Whole steps and evaluation on models of any input width and class count, trained from f32
+/// features: the same gradients, losses, parameters and test accuracy on both paths.
+#[test]
+fn any_shape_steps_match_the_cpu() {
+    let _g = serial();
+    for (variant, inputs, hidden, classes, act, loss, batch) in [
+        (
+            MatmulVariant::Blocked,
+            4,
+            &[16][..],
+            3,
+            Activation::Relu,
+            Loss::Xent,
+            16,
+        ),
+        (
+            MatmulVariant::Blocked,
+            30,
+            &[8][..],
+            2,
+            Activation::Tanh,
+            Loss::Mse,
+            7,
+        ),
+        // Ten classes from 64 features: output_layer_step runs the head.
+        (
+            MatmulVariant::Blocked,
+            64,
+            &[32][..],
+            10,
+            Activation::Relu,
+            Loss::Xent,
+            33,
+        ),
+        (
+            MatmulVariant::Blocked,
+            3072,
+            &[20][..],
+            100,
+            Activation::Relu,
+            Loss::Xent,
+            9,
+        ),
+        (
+            MatmulVariant::Tiled,
+            13,
+            &[5, 7][..],
+            3,
+            Activation::Sigmoid,
+            Loss::Xent,
+            5,
+        ),
+        (
+            MatmulVariant::Blocked,
+            5,
+            &[][..],
+            2,
+            Activation::Relu,
+            Loss::Xent,
+            4,
+        ),
+    ] {
+        let spec = ModelSpec::with_io(inputs, hidden, classes, act, loss);
+        let rows =
+            verify::step_checks(gpu(variant), &spec, batch, 4, OptimConfig::sgd(0.9), 0.0).unwrap();
+        assert_rows(&rows);
+    }
+}

@@ -12,8 +12,9 @@ use crate::data::{DataSource, Dataset, DatasetKind, Splits};
 use crate::download::Mirror;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
-use crate::model::{self, Activation, Init, Loss, ModelSpec};
+use crate::model::{self, Activation, Init, Loss, ModelSpec, TrainedOn};
 use crate::optim::OptimConfig;
+use crate::sources::{self, Header, Missing, Normalize, Preprocess, ReadOptions, Request, Source};
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -30,9 +31,104 @@ pub struct DataArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Your own data instead of --dataset: csv:PATH (plain or .gz), idx:PREFIX,
+    /// idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS] or images:DIR (DIR/<class>/*.png|jpg|bmp).
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<String>,
+    /// The test set, as a source of the same kind [default: --test-split of --data].
+    #[arg(long, value_name = "SOURCE", requires = "data")]
+    pub test: Option<String>,
+    /// With --data and no --test: the fraction held out as the test set, stratified by class.
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    pub test_split: f64,
+    /// Seed of the --test-split choice.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub split_seed: u32,
+    /// CSV: whether the first row names the columns [default: auto, a first row with a
+    /// non-numeric feature].
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: Header,
+    /// CSV: the label column, by header name or 0-based index [default: the last].
+    #[arg(long, value_name = "NAME|INDEX")]
+    pub label_column: Option<String>,
+    /// CSV: what to do with a missing value (empty, NA, NaN, ?).
+    #[arg(long, value_enum, default_value = "error")]
+    pub missing: Missing,
+    /// Input normalisation, fitted on the training split and saved in the checkpoint
+    /// [default: auto, standard for tables and scale for images].
+    #[arg(long, value_enum, default_value = "auto")]
+    pub normalize: Normalize,
+    /// Images: 1 (grayscale) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Images: resize every image to HxW, e.g. 32x32 [default: the first image's size].
+    #[arg(long, value_name = "HxW")]
+    pub image_size: Option<String>,
+    /// Images: leave out files that do not decode (named on stderr) instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+/// `--image-size HxW`.
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::InvalidArg(format!("--image-size {s}: give height x width, e.g. 32x32"));
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    match (h.trim().parse::<usize>(), w.trim().parse::<usize>()) {
+        (Ok(h), Ok(w)) if h > 0 && w > 0 && h * w <= 4096 * 4096 => Ok((h, w)),
+        _ => Err(bad()),
+    }
 }
 
 impl DataArgs {
+    /// The `--data` request, when there is one.
+    pub fn request(&self, data: Option<&str>) -> Result<Option<Request>> {
+        let Some(d) = data.or(self.data.as_deref()) else {
+            return Ok(None);
+        };
+        if !(self.test_split > 0.0 && self.test_split < 1.0) {
+            return Err(Error::InvalidArg(format!(
+                "--test-split {}: give a fraction between 0 and 1",
+                self.test_split
+            )));
+        }
+        Ok(Some(Request {
+            data: Source::parse("--data", d)?,
+            test: self
+                .test
+                .as_deref()
+                .map(|t| Source::parse("--test", t))
+                .transpose()?,
+            test_split: self.test_split,
+            seed: self.split_seed,
+            normalize: self.normalize,
+            read: ReadOptions {
+                header: self.header,
+                label_column: self.label_column.clone(),
+                missing: self.missing,
+                channels: self.channels,
+                image_size: self.image_size.as_deref().map(parse_size).transpose()?,
+                skip_bad: self.skip_bad,
+                progress: !self.quiet,
+            },
+        }))
+    }
+
+    /// What the run is called in headers and metrics: the dataset, or the source.
+    pub fn name(&self) -> String {
+        match &self.data {
+            Some(d) => d.clone(),
+            None => self.dataset.name().to_owned(),
+        }
+    }
+
+    /// [`DataArgs::name`] with a source's file name only, for figure titles.
+    pub fn short_name(&self) -> String {
+        match self.data.as_deref().map(|d| Source::parse("--data", d)) {
+            Some(Ok(s)) => s.short_name(),
+            _ => self.name(),
+        }
+    }
+
     pub fn source(&self) -> Result<DataSource> {
         let env_name = match self.dataset {
             DatasetKind::Mnist => "MNIST_MIRROR",
@@ -114,8 +210,22 @@ pub struct DeviceArgs {
 }
 
 pub fn load_data(args: &DataArgs) -> Result<Splits> {
-    let splits = args.source()?.load()?;
-    Ok(splits)
+    load(args, None).map(|l| l.0)
+}
+
+/// The splits and what they are: `--dataset`'s files, or `--data` read, split and preprocessed
+/// (with `fitted`, a checkpoint's preprocessing applied instead of a new one fitted).
+pub fn load(args: &DataArgs, fitted: Option<&Preprocess>) -> Result<(Splits, TrainedOn)> {
+    match args.request(None)? {
+        None => Ok((args.source()?.load()?, TrainedOn::Builtin(args.dataset))),
+        Some(req) => {
+            let p = sources::load(&req, fitted)?;
+            for n in &p.notes {
+                eprintln!("note: {n}");
+            }
+            Ok((p.splits, TrainedOn::Own(Box::new(p.prep))))
+        }
+    }
 }
 
 /// Opens the GPU the user asked for: `Ok(None)` when `auto` finds none (after a notice).
@@ -151,12 +261,27 @@ pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<G
 }
 
 /// Bytes of the largest split's packed images: the biggest storage binding the GPU path makes.
+/// Features are split over several bindings of the adapter's size, so they ask for no more than
+/// every adapter gives (128 MiB).
 pub fn resident_bytes(train: &Dataset, test: &Dataset) -> u64 {
-    train.images.len().max(test.images.len()) as u64
+    let features = (train.features.len().max(test.features.len()) as u64 * 4).min(128 << 20);
+    (train.images.len().max(test.images.len()) as u64).max(features)
 }
 
 /// Builds the backend the user asked for.
 pub fn make_backend(dev: &DeviceArgs, setup: Setup) -> Result<Box<dyn Backend>> {
+    for (what, d) in [("training", &setup.train), ("test", &setup.test)] {
+        if !d.is_empty() && (d.width != setup.spec.inputs() || d.classes != setup.spec.classes()) {
+            return Err(Error::InvalidArg(format!(
+                "the {what} set has {} features and {} classes; the model {} takes {} and gives {}",
+                d.width,
+                d.classes,
+                setup.spec.describe(),
+                setup.spec.inputs(),
+                setup.spec.classes()
+            )));
+        }
+    }
     let bytes = resident_bytes(&setup.train, &setup.test);
     match open_gpu(dev, bytes)? {
         Some(gpu) => Ok(Box::new(GpuBackend::new(gpu, &setup)?)),
@@ -176,7 +301,7 @@ pub fn eval_backend(
         Setup {
             spec: spec.clone(),
             params,
-            train: Arc::new(Dataset::default()),
+            train: Arc::new(test.empty_like()),
             test,
             val: None,
             batch: 1,

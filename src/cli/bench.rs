@@ -60,6 +60,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map(BatchSize::parse)
         .collect::<Result<_>>()?;
     let Splits { train, test } = load_data(&args.data)?;
+    // The input width and class count come from the data (--data), MNIST's otherwise.
+    let spec = crate::model::ModelSpec::with_io(
+        train.width,
+        spec.hidden(),
+        train.classes,
+        spec.activation,
+        spec.loss,
+    );
     let n = train.len();
     let (train, test) = (Arc::new(train), Arc::new(test));
     let order = train::epoch_order(n, 0, 1);

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::args::{DataArgs, DeviceArgs, eval_backend, load_data};
+use super::args::{DataArgs, DeviceArgs, eval_backend, load};
 use super::pictures::checkpoint_metadata;
 use crate::analysis::{self, Confusion, Mistake};
 use crate::backend::Split;
-use crate::data::{CLASSES, Dataset, PIXELS, Splits};
+use crate::data::{Dataset, PIXELS, Splits};
 use crate::error::{Error, Result};
 use crate::model::{self, Activation, Loss};
 use crate::plot::confusion::ConfusionFigure;
@@ -63,7 +63,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ));
     }
     let ck = model::load_checkpoint(&args.checkpoint, args.activation, args.loss)?;
+    if let Some(p) = &ck.preprocess
+        && args.data.data.is_none()
+    {
+        return Err(Error::InvalidArg(format!(
+            "{}: the model was trained on {}; give --data (and --test) to evaluate it on that data",
+            args.checkpoint.display(),
+            p.source
+        )));
+    }
+    if ck.preprocess.is_none() && args.data.data.is_some() {
+        return Err(Error::InvalidArg(format!(
+            "{}: the checkpoint has no descent.data metadata (preprocessing, class names), so --data cannot be read the way it was trained",
+            args.checkpoint.display()
+        )));
+    }
+    if args.errors_png.is_some() && ck.preprocess.is_some() {
+        return Err(Error::InvalidArg(
+            "--errors-png draws 28×28 MNIST-style images; this model was trained on --data".into(),
+        ));
+    }
     if let Some(ds) = ck.dataset
+        && ck.preprocess.is_none()
         && ds != args.data.dataset
     {
         eprintln!(
@@ -72,7 +93,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.data.dataset.name()
         );
     }
-    let Splits { test, .. } = load_data(&args.data)?;
+    let (Splits { test, .. }, _) = load(&args.data, ck.preprocess.as_ref())?;
+    let names = class_names(&ck);
     let test = Arc::new(test);
     let mut backend = eval_backend(&args.device, &ck.spec, ck.params.clone(), Arc::clone(&test))?;
     let e = backend.evaluate(Split::Test)?;
@@ -84,6 +106,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "samples": e.samples,
             "model": ck.spec.describe(),
             "device": backend.device(),
+            "classes": names,
         });
         if let (Some(ps), Some(map)) = (&per_sample, obj.as_object_mut()) {
             ps.add_json(map);
@@ -102,6 +125,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             && args.confusion
         {
             print!("{}", ps.confusion.table());
+            if ck.preprocess.is_some() {
+                println!("classes: {}", numbered_names(&names));
+            }
         }
     }
     if let Some(ps) = &per_sample {
@@ -129,7 +155,7 @@ impl PerSample {
         let mut title = format!(
             "{} · {} test set · evaluated on the CPU",
             ck.spec.describe(),
-            args.data.dataset.name(),
+            args.data.short_name(),
         );
         if let Some(opt) = checkpoint_metadata(&args.checkpoint).get("optimizer") {
             title.push_str(&format!(" · {opt}"));
@@ -147,11 +173,11 @@ impl PerSample {
         map.insert("confusion".into(), serde_json::json!(c.counts));
         map.insert(
             "precision".into(),
-            serde_json::json!((0..CLASSES).map(|k| c.precision(k)).collect::<Vec<_>>()),
+            serde_json::json!((0..c.classes()).map(|k| c.precision(k)).collect::<Vec<_>>()),
         );
         map.insert(
             "recall".into(),
-            serde_json::json!((0..CLASSES).map(|k| c.recall(k)).collect::<Vec<_>>()),
+            serde_json::json!((0..c.classes()).map(|k| c.recall(k)).collect::<Vec<_>>()),
         );
         let errors: Vec<serde_json::Value> = self
             .mistakes
@@ -208,4 +234,22 @@ impl PerSample {
         }
         Ok(())
     }
+}
+
+/// The class names of a checkpoint: its data's, or the digits 0..9.
+pub fn class_names(ck: &model::Checkpoint) -> Vec<String> {
+    match &ck.preprocess {
+        Some(p) => p.class_names.clone(),
+        None => (0..ck.spec.classes()).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// `0 = setosa, 1 = versicolor, …`
+fn numbered_names(names: &[String]) -> String {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i} = {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -24,7 +24,7 @@ pub use args::{DataArgs, DeviceArgs, DeviceChoice, ModelArgs, open_gpu};
 #[command(
     name = "descent",
     version,
-    about = "Train multilayer perceptrons on MNIST with backprop and gradient descent, on the CPU or on a GPU through WGSL"
+    about = "Train multilayer perceptrons on MNIST or your own data with backprop and gradient descent, on the CPU or on a GPU through WGSL"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -37,8 +37,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint on the test set.
     Eval(eval::EvalArgs),
-    /// Download (if needed) and verify the dataset, without training.
-    Data(DataArgs),
+    /// Download (if needed) and verify the dataset, without training; `data inspect SOURCE`
+    /// describes your own data.
+    Data(data::DataCmd),
     /// Measure training throughput (samples/s) at several batch sizes.
     Bench(bench::BenchArgs),
     /// Check every GPU kernel and whole training steps against the CPU on this adapter.
@@ -47,7 +48,7 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Draw a checkpoint's first-layer weights, one 28×28 image per unit.
     Weights(weights::WeightsArgs),
-    /// Classify image files of handwritten digits with a checkpoint.
+    /// Classify image files (handwritten digits) or CSV rows (--csv) with a checkpoint.
     Predict(predict::PredictArgs),
     /// Train the same model by batch, stochastic and mini-batch gradient descent and compare.
     Modes(Box<modes::ModesArgs>),

@@ -342,6 +342,7 @@ fn run_mode(
         });
     }
     let cfg = TrainConfig {
+        classes: spec.classes(),
         epochs,
         batch,
         optim,

@@ -433,6 +433,7 @@ fn run_cell(
     };
     let mut backend = make_backend(&args.device, setup)?;
     let cfg = TrainConfig {
+        classes: spec.classes(),
         epochs: cell.epochs,
         batch,
         optim,

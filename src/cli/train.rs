@@ -8,14 +8,14 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::args::{
-    DataArgs, DeviceArgs, DeviceChoice, ModelArgs, check_output_dir, check_output_file, load_data,
+    DataArgs, DeviceArgs, DeviceChoice, ModelArgs, check_output_dir, check_output_file, load,
     make_backend, open_gpu, resident_bytes,
 };
 use crate::backend::{Backend, Setup};
 use crate::data::{Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
-use crate::model::{self, ModelSpec, ResumeState};
+use crate::model::{self, ModelSpec, ResumeState, TrainedOn};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::plot::curves::CurvePoint;
 use crate::plot::train::TrainPlot;
@@ -320,7 +320,7 @@ fn resolve(args: &TrainArgs) -> Result<Resolved> {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     // Check every flag and output path before touching the data, so a typo costs nothing.
-    let r = resolve(&args)?;
+    let mut r = resolve(&args)?;
     for (flag, path) in [("--metrics", &args.metrics), ("--save", &args.save)] {
         if let Some(p) = path {
             check_output_file(flag, p)?;
@@ -335,13 +335,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(dir) = &args.tensorboard {
         check_output_dir("--tensorboard", dir)?;
     }
+    let (Splits { mut train, test }, trained_on) = load(&args.data, None)?;
+    let n_test = test.len();
+    // The input width and class count come from the data.
+    r.spec = ModelSpec::with_io(
+        train.width,
+        r.spec.hidden(),
+        train.classes,
+        r.spec.activation,
+        r.spec.loss,
+    );
     let resume = args
         .resume
         .as_ref()
-        .map(|p| load_resume(p, &r.spec, args.data.dataset))
+        .map(|p| load_resume(p, &r.spec, &trained_on))
         .transpose()?;
-
-    let Splits { mut train, test } = load_data(&args.data)?;
     if let Some(n) = args.limit {
         train.truncate(n);
     }
@@ -378,7 +386,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     schedule.check()?;
     let config = RunConfig {
-        dataset: args.data.dataset.name().into(),
+        dataset: trained_on.name(),
         model: r.spec.describe(),
         init: format!("{:?}", args.model.init).to_lowercase(),
         seed: args.seed,
@@ -437,10 +445,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         backend.set_optimizer_state(s)?;
     }
     let quiet = args.data.quiet;
+    if let TrainedOn::Own(p) = &trained_on {
+        println!("data {} | {} test samples", p.describe(), n_test);
+    }
     println!(
         "model {} | {} on {} | {} samples{}, batch {} | {}, {} | {} epochs | {}",
         r.spec.describe(),
-        args.data.dataset.name(),
+        trained_on.name(),
         backend.device(),
         n_train,
         args.val
@@ -463,6 +474,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let interrupt = interrupt_flag();
     let cfg = TrainConfig {
+        classes: r.spec.classes(),
         epochs: r.epochs,
         batch,
         optim: r.optim,
@@ -481,7 +493,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let title = format!(
         "{} · {} · {} · {}",
         r.spec.describe(),
-        args.data.dataset.name(),
+        trained_on.name(),
         backend.device(),
         r.optim.describe()
     );
@@ -502,7 +514,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         steps_per_epoch: steps as u64,
         checkpoint_dir: args.checkpoint_dir.clone(),
         spec: r.spec.clone(),
-        dataset: args.data.dataset,
+        dataset: trained_on.clone(),
         optim: r.optim.kind,
         config: config_json.clone(),
     };
@@ -528,7 +540,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if let Some(path) = &args.save {
         let params = backend.params()?;
-        model::save_checkpoint(path, &r.spec, &params, args.data.dataset, None)?;
+        model::save_checkpoint(path, &r.spec, &params, trained_on, None)?;
         println!("saved {}", path.display());
     }
     Ok(())
@@ -545,7 +557,7 @@ struct CliObserver {
     steps_per_epoch: u64,
     checkpoint_dir: Option<PathBuf>,
     spec: ModelSpec,
-    dataset: crate::data::DatasetKind,
+    dataset: TrainedOn,
     optim: OptimizerKind,
     config: String,
 }
@@ -564,7 +576,13 @@ impl CliObserver {
             position: *next,
             config: self.config.clone(),
         };
-        model::save_checkpoint(path, &self.spec, &params, self.dataset, Some(&resume))
+        model::save_checkpoint(
+            path,
+            &self.spec,
+            &params,
+            self.dataset.clone(),
+            Some(&resume),
+        )
     }
 }
 
@@ -603,6 +621,9 @@ impl Observer for CliObserver {
             if let Some(o) = v.as_object_mut() {
                 o.insert("model".into(), self.spec.describe().into());
                 o.insert("dataset".into(), self.dataset.name().into());
+                if let TrainedOn::Own(p) = &self.dataset {
+                    o.insert("classes".into(), p.class_names.clone().into());
+                }
                 o.insert("optimizer".into(), self.optim.name().into());
             }
             self.lines.push_str(&v.to_string());
@@ -673,18 +694,7 @@ pub fn split_validation(train: &Dataset, n: usize, seed: u32) -> (Dataset, Datas
         // Kept in the original order, so --val changes only which samples are held out.
         let mut idx = idx.to_vec();
         idx.sort_unstable();
-        let px = crate::data::PIXELS;
-        let mut d = Dataset {
-            images: Vec::with_capacity(idx.len() * px),
-            labels: Vec::with_capacity(idx.len()),
-        };
-        for &i in &idx {
-            let i = i as usize;
-            d.images
-                .extend_from_slice(&train.images[i * px..(i + 1) * px]);
-            d.labels.push(train.labels[i]);
-        }
-        d
+        train.select(&idx)
     };
     (pick(t_idx), pick(v_idx))
 }
@@ -693,7 +703,7 @@ pub fn split_validation(train: &Dataset, n: usize, seed: u32) -> (Dataset, Datas
 fn load_resume(
     path: &Path,
     spec: &ModelSpec,
-    dataset: crate::data::DatasetKind,
+    data: &TrainedOn,
 ) -> Result<(model::Checkpoint, ResumeState)> {
     let ck = model::load_checkpoint(path, None, None)?;
     let bad = |msg: String| Error::Checkpoint {
@@ -710,13 +720,17 @@ fn load_resume(
             spec.describe()
         )));
     }
-    if let Some(ds) = ck.dataset
-        && ds != dataset
+    let was = match (&ck.preprocess, ck.dataset) {
+        (Some(p), _) => Some(p.source.clone()),
+        (None, Some(ds)) => Some(ds.name().to_owned()),
+        (None, None) => None,
+    };
+    if let Some(was) = was
+        && was != data.name()
     {
         return Err(bad(format!(
-            "--resume: the run trained on {}, these flags say --dataset {}",
-            ds.name(),
-            dataset.name()
+            "--resume: the run trained on {was}, these flags say {}",
+            data.name()
         )));
     }
     Ok((ck, rs))

@@ -350,6 +350,26 @@ pub fn batch_gather(
     }
 }
 
+/// x[B, width] = features[order[start + b]]; y[B] = labels[order[start + b]]: the batch of a
+/// split of f32 features (a user's own data, already preprocessed).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_gather_features(
+    x: &mut [f32],
+    y: &mut [u32],
+    features: &[f32],
+    labels: &[u8],
+    order: &[u32],
+    start: usize,
+    b: usize,
+    width: usize,
+) {
+    for i in 0..b {
+        let s = order[start + i] as usize;
+        x[i * width..(i + 1) * width].copy_from_slice(&features[s * width..(s + 1) * width]);
+        y[i] = labels[s] as u32;
+    }
+}
+
 /// correct[1] += #{b : argmax(logits[b]) == label[b]} (first maximum wins on ties).
 pub fn argmax_correct(correct: &mut u32, logits: &[f32], labels: &[u32], b: usize, c: usize) {
     for i in 0..b {

@@ -6,7 +6,7 @@ pub mod optim;
 use std::sync::Arc;
 
 use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
-use crate::data::{CLASSES, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
@@ -29,11 +29,6 @@ impl DropoutCtx {
     }
 }
 
-/// The output layer's width: the number of classes (10 for MNIST; `descent explain` uses 2).
-fn outputs(spec: &ModelSpec) -> usize {
-    spec.sizes.last().copied().unwrap_or(CLASSES)
-}
-
 /// Buffers for one forward/backward pass over up to `rows` samples.
 pub struct Workspace {
     pub rows: usize,
@@ -41,7 +36,7 @@ pub struct Workspace {
     pub activations: Vec<Vec<f32>>,
     /// dactivations[l]: [rows, sizes[l]], the loss gradient w.r.t. activations[l] (l ≥ 1).
     pub dactivations: Vec<Vec<f32>>,
-    /// probs: [rows, outputs], softmax of the logits (cross-entropy only).
+    /// probs: [rows, classes], softmax of the logits (cross-entropy only).
     pub probs: Vec<f32>,
     /// losses: [rows], per-sample loss.
     pub losses: Vec<f32>,
@@ -66,7 +61,7 @@ impl Workspace {
                     }
                 })
                 .collect(),
-            probs: vec![0.0; rows * outputs(spec)],
+            probs: vec![0.0; rows * spec.classes()],
             losses: vec![0.0; rows],
             labels: vec![0; rows],
         }
@@ -99,7 +94,7 @@ pub fn forward(
             }
         }
     }
-    let c = outputs(spec);
+    let c = spec.classes();
     let logits = &ws.activations[last + 1][..b * c];
     let labels = &ws.labels[..b];
     match spec.loss {
@@ -126,7 +121,7 @@ pub fn backward(
     let layers = spec.layers();
     let last = layers.len() - 1;
     {
-        let c = outputs(spec);
+        let c = spec.classes();
         let dlogits = &mut ws.dactivations[last + 1][..b * c];
         let labels = &ws.labels[..b];
         match spec.loss {
@@ -164,7 +159,7 @@ pub fn backward(
     }
 }
 
-/// Mean loss and its gradient for one batch (x: [B, 784], labels: [B]); used by the gradient checks.
+/// Mean loss and its gradient for one batch (x: [B, inputs], labels: [B]); used by the gradient checks.
 pub fn loss_and_grads(
     spec: &ModelSpec,
     params: &[f32],
@@ -358,15 +353,7 @@ impl Backend for CpuBackend {
                 while lo < hi {
                     let b = (hi - lo).min(w.ws.rows);
                     let ws = &mut w.ws;
-                    batch_gather(
-                        &mut ws.activations[0],
-                        &mut ws.labels,
-                        &train.images,
-                        &train.labels,
-                        order,
-                        start + lo,
-                        b,
-                    );
+                    gather(ws, train, order, start + lo, b);
                     let drop = (p_drop > 0.0).then_some(DropoutCtx {
                         p: p_drop,
                         seed,
@@ -475,6 +462,33 @@ pub fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     }
 }
 
+/// The batch `order[start..start + b]` of `data` into the workspace's input rows and labels,
+/// through the twin of the split's storage (u8 pixels or f32 features).
+pub fn gather(ws: &mut Workspace, data: &Dataset, order: &[u32], start: usize, b: usize) {
+    if data.is_pixels() {
+        batch_gather(
+            &mut ws.activations[0],
+            &mut ws.labels,
+            &data.images,
+            &data.labels,
+            order,
+            start,
+            b,
+        );
+    } else {
+        batch_gather_features(
+            &mut ws.activations[0],
+            &mut ws.labels,
+            &data.features,
+            &data.labels,
+            order,
+            start,
+            b,
+            data.width,
+        );
+    }
+}
+
 /// Test-set loss and accuracy, in chunks; `ws` is kept between calls.
 pub fn evaluate(
     spec: &ModelSpec,
@@ -489,17 +503,9 @@ pub fn evaluate(
     let mut correct = 0u32;
     for start in (0..n).step_by(EVAL_ROWS) {
         let b = EVAL_ROWS.min(n - start);
-        batch_gather(
-            &mut ws.activations[0],
-            &mut ws.labels,
-            &data.images,
-            &data.labels,
-            &order,
-            start,
-            b,
-        );
+        gather(ws, data, &order, start, b);
         loss += forward(spec, params, ws, b, None);
-        let c = outputs(spec);
+        let c = spec.classes();
         let logits = &ws.activations[spec.sizes.len() - 1][..b * c];
         argmax_correct(&mut correct, logits, &ws.labels[..b], b, c);
     }

@@ -16,6 +16,7 @@ const BIAS: &str = include_str!("../../shaders/bias.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
+const GATHER_FEATURES: &str = include_str!("../../shaders/gather_features.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 const HEAD: &str = include_str!("../../shaders/head.wgsl");
@@ -117,6 +118,7 @@ pub enum Kernel {
     LossReduce,
     ArgmaxCorrect,
     BatchGather,
+    BatchGatherFeatures,
     SgdUpdate,
     NesterovUpdate,
     AdamUpdate,
@@ -127,7 +129,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
@@ -145,6 +147,7 @@ impl Kernel {
         Kernel::LossReduce,
         Kernel::ArgmaxCorrect,
         Kernel::BatchGather,
+        Kernel::BatchGatherFeatures,
         Kernel::SgdUpdate,
         Kernel::NesterovUpdate,
         Kernel::AdamUpdate,
@@ -174,6 +177,7 @@ impl Kernel {
             Kernel::LossReduce => "loss_reduce",
             Kernel::ArgmaxCorrect => "argmax_correct",
             Kernel::BatchGather => "batch_gather",
+            Kernel::BatchGatherFeatures => "batch_gather_features",
             Kernel::SgdUpdate => "sgd_update",
             Kernel::NesterovUpdate => "nesterov_update",
             Kernel::AdamUpdate => "adam_update",
@@ -230,6 +234,7 @@ impl Kernel {
             | Kernel::LossReduce
             | Kernel::ArgmaxCorrect => ("loss.wgsl", LOSS),
             Kernel::BatchGather => ("gather.wgsl", GATHER),
+            Kernel::BatchGatherFeatures => ("gather_features.wgsl", GATHER_FEATURES),
             Kernel::SgdUpdate
             | Kernel::NesterovUpdate
             | Kernel::AdamUpdate
@@ -267,6 +272,18 @@ impl Kernel {
                 (4, R),
                 (5, R),
                 (7, RW),
+                (6, U),
+            ],
+            // x, y, part 0, labels, order, state, parts 1 and 2, then the block.
+            Kernel::BatchGatherFeatures => &[
+                (0, RW),
+                (1, RW),
+                (2, R),
+                (3, R),
+                (4, R),
+                (5, R),
+                (7, R),
+                (8, R),
                 (6, U),
             ],
             // params, state1, state2, grads, this step's hyper row (a uniform), then the block.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
-use crate::data::{CLASSES, Dataset, PIXELS};
+use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::model::{Activation, LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, OptimizerKind, StepHyper};
@@ -156,23 +156,71 @@ impl Gpu {
     }
 }
 
+/// How many storage buffers a split of features may span (shaders/gather_features.wgsl).
+pub const FEATURE_PARTS: usize = 3;
+
 /// A data split resident on the GPU.
 struct GpuData {
-    /// images: [n, 196] u32, four u8 pixels per word (read as [n, 49] vec4<u32>).
+    /// images: [n, 196] u32, four u8 pixels per word (read as [n, 49] vec4<u32>); a placeholder
+    /// for feature data.
     images: wgpu::Buffer,
+    /// parts: FEATURE_PARTS buffers of [part_rows, width] f32 features (placeholders past the
+    /// data's end, and for pixel data).
+    parts: Vec<wgpu::Buffer>,
+    part_rows: usize,
+    width: usize,
+    pixels: bool,
     /// labels: [n] u32.
     labels: wgpu::Buffer,
     n: usize,
 }
 
 impl GpuData {
-    fn new(gpu: &Gpu, name: &str, d: &Dataset) -> Self {
+    fn new(gpu: &Gpu, name: &str, d: &Dataset) -> Result<Self> {
         let labels: Vec<u32> = d.labels.iter().map(|&l| l as u32).collect();
-        GpuData {
+        let pixels = d.is_pixels();
+        let w = d.width.max(1);
+        // Rows per part: as many as one binding holds (whole rows, so no row straddles two).
+        let limit = gpu.ctx.limits.max_storage_buffer_binding_size;
+        let part_rows = ((limit / (4 * w as u64)) as usize).clamp(1, u32::MAX as usize);
+        let parts = if pixels {
+            (0..FEATURE_PARTS)
+                .map(|i| gpu.storage(&format!("{name}.features[{i}] (unused)"), 16))
+                .collect()
+        } else {
+            let need = d.len().div_ceil(part_rows);
+            if need > FEATURE_PARTS {
+                return Err(Error::AdapterLimits {
+                    adapter: gpu.ctx.describe(),
+                    msg: format!(
+                        "the {name} split's features take {} bytes ({} rows of {} f32); the GPU path holds at most {FEATURE_PARTS} storage bindings of {limit} bytes ({} bytes). Use --device cpu, or fewer samples (--limit)",
+                        d.features.len() * 4,
+                        d.len(),
+                        d.width,
+                        FEATURE_PARTS as u64 * (part_rows * w * 4) as u64
+                    ),
+                });
+            }
+            (0..FEATURE_PARTS)
+                .map(|i| {
+                    let lo = (i * part_rows * w).min(d.features.len());
+                    let hi = ((i + 1) * part_rows * w).min(d.features.len());
+                    gpu.storage_init(
+                        &format!("{name}.features[{i}]"),
+                        bytemuck::cast_slice(&d.features[lo..hi]),
+                    )
+                })
+                .collect()
+        };
+        Ok(GpuData {
             images: gpu.storage_init(&format!("{name}.images"), &d.images),
+            parts,
+            part_rows,
+            width: d.width,
+            pixels,
             labels: gpu.storage_init(&format!("{name}.labels"), bytemuck::cast_slice(&labels)),
             n: d.len(),
-        }
+        })
     }
 }
 
@@ -184,7 +232,7 @@ struct Workspace {
     /// dactivations[l]: [rows, sizes[l]] (entry 0 is a 16-byte placeholder; entry 1 is at least
     /// 64 KiB and uniform-capable when `packed`)
     dactivations: Vec<wgpu::Buffer>,
-    /// probs: [rows, 10]
+    /// probs: [rows, classes]
     probs: wgpu::Buffer,
     /// losses: [rows]
     losses: wgpu::Buffer,
@@ -223,7 +271,7 @@ impl Workspace {
                     }
                 })
                 .collect(),
-            probs: gpu.storage(&format!("{name}.probs"), f(rows * CLASSES)),
+            probs: gpu.storage(&format!("{name}.probs"), f(rows * spec.classes())),
             losses: gpu.storage(&format!("{name}.losses"), f(rows)),
             labels: gpu.storage(&format!("{name}.labels"), f(rows)),
             // batch_gather binds it either way; only the packed path writes it.
@@ -302,7 +350,7 @@ impl EvalSet {
         params: &wgpu::Buffer,
         state: &wgpu::Buffer,
     ) -> Result<Self> {
-        let gd = GpuData::new(g, name, data);
+        let gd = GpuData::new(g, name, data)?;
         let identity: Vec<u32> = (0..data.len() as u32).collect();
         let order = g.storage_init(&format!("{name}.order"), bytemuck::cast_slice(&identity));
         let chunks = data.len().div_ceil(EVAL_ROWS).max(1);
@@ -469,8 +517,8 @@ fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
         && fits(rows * l.out * 4)
 }
 
-fn loss_words(rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
-    words(&[rows as u32, CLASSES as u32, flags, slot, scale.to_bits()])
+fn loss_words(classes: usize, rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
+    words(&[rows as u32, classes as u32, flags, slot, scale.to_bits()])
 }
 
 impl GpuBackend {
@@ -520,13 +568,13 @@ impl GpuBackend {
             .kind
             .is_adam()
             .then(|| g.storage_init("exp_avg_sq", &vec![0u8; np4 * 4]));
-        let train_data = GpuData::new(g, "train", train);
+        let train_data = GpuData::new(g, "train", train)?;
         let order = g.storage("order", (n_train * 4) as u64);
         let state = g.storage_init("state", &[0u8; 16]);
         let steps = n_train.div_ceil(batch).max(1);
         let step_losses = g.storage("step_losses", (steps * 4) as u64);
         let rows = batch.min(CHUNK_ROWS);
-        let packed = g.fuse && packed_input(g, spec, rows);
+        let packed = g.fuse && train_data.pixels && packed_input(g, spec, rows);
         let ws = Workspace::new(g, spec, rows, "train", packed);
         // The buffers only some runs use come after the ones every step streams through.
         let state2 = state2.unwrap_or_else(|| g.storage("exp_avg_sq (unused)", 16));
@@ -792,7 +840,7 @@ fn push_forward(
             },
             Kernel::SoftmaxXentForward,
             &[&ws.losses, &ws.probs, logits, &ws.labels, dlogits],
-            loss_words(rows, flags, 0, scale),
+            loss_words(spec.classes(), rows, flags, 0, scale),
             [(rows as u32).div_ceil(64), 1, 1],
         ),
         Loss::Mse => pb.push(
@@ -803,7 +851,7 @@ fn push_forward(
             },
             Kernel::MseForward,
             &[&ws.losses, logits, &ws.labels, dlogits],
-            loss_words(rows, flags, 0, scale),
+            loss_words(spec.classes(), rows, flags, 0, scale),
             [(rows as u32).div_ceil(64), 1, 1],
         ),
     }
@@ -819,11 +867,15 @@ pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
     };
     kernels.head
         && rows <= HEAD_MAX_ROWS
-        && l.out == CLASSES
+        && l.out == HEAD_CLASSES
         && l.inp.is_multiple_of(4)
         && l.w_off.is_multiple_of(4)
         && l.b_off.is_multiple_of(4)
 }
+
+/// The class count output_layer_step is written for (shaders/head.wgsl); other output widths
+/// run the separate kernels, which take theirs from the uniform block.
+pub const HEAD_CLASSES: usize = 10;
 
 /// output_layer_step writes dact = dlogits·W without an activation's derivative (DIDENT).
 pub const HEAD_DIDENT: u32 = 512;
@@ -933,7 +985,7 @@ fn push_backward(
         );
     }
     let dlogits = &ws.dactivations[last + 1];
-    let n = rows * CLASSES;
+    let n = rows * spec.classes();
     // Fused: the loss forward kernel already wrote dlogits; with `head`, output_layer_step did
     // the last layer's backward pass too.
     let below = if head { last } else { last + 1 };
@@ -943,14 +995,14 @@ fn push_backward(
             "dactivations[out] = (probs − onehot)/B",
             Kernel::SoftmaxXentBackward,
             &[dlogits, &ws.probs, &ws.labels],
-            loss_words(rows, 0, 0, scale),
+            loss_words(spec.classes(), rows, 0, 0, scale),
             groups_1d(n, 256),
         ),
         Loss::Mse => pb.push(
             "dactivations[out] = 2(logits − onehot)/(10B)",
             Kernel::MseBackward,
             &[dlogits, &ws.activations[last + 1], &ws.labels],
-            loss_words(rows, 0, 0, scale),
+            loss_words(spec.classes(), rows, 0, 0, scale),
             groups_1d(n, 256),
         ),
     }
@@ -1071,6 +1123,32 @@ fn push_gather(
     } else {
         label
     };
+    if !data.pixels {
+        pb.push(
+            label,
+            Kernel::BatchGatherFeatures,
+            &[
+                &ws.activations[0],
+                &ws.labels,
+                &data.parts[0],
+                &data.labels,
+                order,
+                state,
+                &data.parts[1],
+                &data.parts[2],
+            ],
+            words(&[
+                u[0],
+                u[1],
+                u[2],
+                u[3],
+                data.width as u32,
+                data.part_rows as u32,
+            ]),
+            groups_1d(u[0] as usize * data.width, 256),
+        );
+        return;
+    }
     pb.push(
         label,
         Kernel::BatchGather,
@@ -1170,7 +1248,7 @@ fn build_step_plan(
             },
             Kernel::LossReduce,
             &[b.step_losses, b.state, &ws.losses],
-            loss_words(rows, flags, 0, 1.0),
+            loss_words(spec.classes(), rows, flags, 0, 1.0),
             [1, 1, 1],
         );
         push_backward(
@@ -1268,14 +1346,14 @@ fn build_eval_plan(
             format!("eval_sums[{c}] = Σ losses"),
             Kernel::LossReduce,
             &[sums, state, &ws.losses],
-            loss_words(rows, 0, c as u32, 1.0),
+            loss_words(spec.classes(), rows, 0, c as u32, 1.0),
             [1, 1, 1],
         );
         pb.push(
             "eval_correct += #(argmax == label)",
             Kernel::ArgmaxCorrect,
             &[correct, &ws.activations[last], &ws.labels],
-            loss_words(rows, 0, 0, 1.0),
+            loss_words(spec.classes(), rows, 0, 0, 1.0),
             [(rows as u32).div_ceil(64), 1, 1],
         );
     }

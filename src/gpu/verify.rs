@@ -825,6 +825,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     let Dataset {
         images,
         labels: labels8,
+        ..
     } = synthetic(n, seed);
     let labels: Vec<u32> = labels8.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
@@ -863,10 +864,87 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
     ))
 }
 
+/// batch_gather_features: rows of a shuffled f32 table of `width` features, from the step
+/// counter's position, with the table in parts of `part_rows` rows (as a split bigger than one
+/// binding is held).
+pub fn check_batch_gather_features(
+    gpu: &Gpu,
+    rows: usize,
+    width: usize,
+    part_rows: usize,
+    seed: u32,
+) -> Result<CheckRow> {
+    let n = 300;
+    let d = synthetic_features(n, width, 3, seed);
+    let labels: Vec<u32> = d.labels.iter().map(|&l| l as u32).collect();
+    let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
+    let (batch, step, base) = (rows, 1usize, 3usize);
+    let start = step * batch + base;
+    let mut x = vec![0.0; rows * width];
+    let mut y = vec![0u32; rows];
+    twin::batch_gather_features(
+        &mut x,
+        &mut y,
+        &d.features,
+        &d.labels,
+        &order,
+        start,
+        rows,
+        width,
+    );
+    let part = |i: usize| {
+        let lo = (i * part_rows * width).min(d.features.len());
+        let hi = ((i + 1) * part_rows * width).min(d.features.len());
+        let mut v = d.features[lo..hi].to_vec();
+        // An empty part is still bound: a placeholder.
+        if v.is_empty() {
+            v.push(0.0);
+        }
+        v
+    };
+    let (p0, p1, p2) = (part(0), part(1), part(2));
+    let out = run_one(
+        gpu,
+        Kernel::BatchGatherFeatures,
+        Form::Scalar,
+        &[
+            bytes(&vec![0f32; rows * width]),
+            bytes(&vec![0u32; rows]),
+            bytes(&p0),
+            bytes(&labels),
+            bytes(&order),
+            bytes(&[step as u32, 0, 0, 0]),
+            bytes(&p1),
+            bytes(&p2),
+        ],
+        &[
+            rows as u32,
+            batch as u32,
+            base as u32,
+            1,
+            width as u32,
+            part_rows as u32,
+        ],
+        groups_1d(rows * width, 256),
+    )?;
+    let mut got = f32s(&out[0]);
+    let gy: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
+    got.extend(gy.iter().map(|&v| v as f32));
+    x.extend(y.iter().map(|&v| v as f32));
+    Ok(compare(
+        "batch_gather_features",
+        format!("rows={rows} width={width} parts of {part_rows}"),
+        &got,
+        &x,
+        0.0,
+        0.0,
+    ))
+}
+
 /// batch_gather with PACKED: the rows' pixels copied still packed to xb, and the labels.
 pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
-    let Dataset { images, labels } = synthetic(n, seed);
+    let Dataset { images, labels, .. } = synthetic(n, seed);
     let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
     let order = rng::permutation(n, seed, rng::stream::SHUFFLE);
     let (batch, step) = (rows, 2usize);
@@ -1168,6 +1246,12 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         rows.push(check_batch_gather(gpu, b, i as u32)?);
         rows.push(check_batch_gather_packed(gpu, b, i as u32)?);
     }
+    for (i, (b, w, parts)) in [(1, 4, 300), (7, 30, 100), (100, 3072, 128)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(check_batch_gather_features(gpu, b, w, parts, i as u32)?);
+    }
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
         for kind in [
             OptimizerKind::Sgd,
@@ -1323,14 +1407,39 @@ pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 6] = [
 
 /// A small synthetic data set (random pixels, labels from a fixed rule) for step parity.
 pub fn synthetic(n: usize, seed: u32) -> Dataset {
-    Dataset {
-        images: (0..n * PIXELS)
+    Dataset::pixels(
+        (0..n * PIXELS)
             .map(|i| (rng::hash3(seed, 21, i as u32) & 255) as u8)
             .collect(),
-        labels: (0..n)
+        (0..n)
             .map(|i| (rng::hash3(seed, 22, i as u32) % 10) as u8)
             .collect(),
-    }
+    )
+}
+
+/// A small synthetic table of f32 features [n, width] in classes 0..classes whose label
+/// follows the features (the class whose feature block has the largest sum), so a model can
+/// learn it: for parity tests and the shape tests of `--data`.
+pub fn synthetic_features(n: usize, width: usize, classes: usize, seed: u32) -> Dataset {
+    let features: Vec<f32> = (0..n * width)
+        .map(|i| rng::uniform(seed, 23, i as u32) * 2.0 - 1.0)
+        .collect();
+    let labels = features
+        .chunks_exact(width)
+        .map(|row| {
+            let score = |c: usize| -> f32 {
+                row.iter()
+                    .enumerate()
+                    .filter(|(j, _)| j % classes == c)
+                    .map(|(_, v)| v)
+                    .sum()
+            };
+            (0..classes)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap_or(0) as u8
+        })
+        .collect();
+    Dataset::floats(features, labels, width, classes)
 }
 
 /// Trains `steps` steps on the CPU and GPU from the same seed and compares: the first step's
@@ -1346,8 +1455,17 @@ pub fn step_checks(
     dropout: f32,
 ) -> Result<Vec<CheckRow>> {
     let n = batch * steps;
-    let train = Arc::new(synthetic(n, 3));
-    let test = Arc::new(synthetic(50, 4));
+    // MNIST-shaped models train on pixels (the packed path), any other on f32 features.
+    let mnist = spec.inputs() == PIXELS && spec.classes() == CLASSES;
+    let data = |n: usize, seed: u32| {
+        if mnist {
+            synthetic(n, seed)
+        } else {
+            synthetic_features(n, spec.inputs(), spec.classes(), seed)
+        }
+    };
+    let train = Arc::new(data(n, 3));
+    let test = Arc::new(data(50, 4));
     let params = spec.init_params(Init::Auto, 11);
     let order = rng::permutation(n, 5, rng::stream::SHUFFLE);
     let lr = if optim.kind.is_adam() { 0.003 } else { 0.05 };
@@ -1380,17 +1498,10 @@ pub fn step_checks(
     let mut rows = Vec::new();
 
     // One step's gradient against the CPU reference on the same batch.
-    let mut x = vec![0.0; batch * PIXELS];
-    let mut y = vec![0u32; batch];
-    twin::batch_gather(
-        &mut x,
-        &mut y,
-        &train.images,
-        &train.labels,
-        &order,
-        0,
-        batch,
-    );
+    let mut ws = cpu::Workspace::new(spec, batch);
+    cpu::gather(&mut ws, &train, &order, 0, batch);
+    let x = ws.activations[0][..batch * spec.inputs()].to_vec();
+    let y = ws.labels[..batch].to_vec();
     let (_, want_grads) = match dropout {
         0.0 => cpu::loss_and_grads(spec, &params, &x, &y),
         _ => cpu::loss_and_grads_dropout(spec, &params, &x, &y, dropout, 9, hyper[0].t),

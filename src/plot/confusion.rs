@@ -6,7 +6,6 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{DrawResult, Figure, draw_title, font, sequential};
 use crate::analysis::Confusion;
-use crate::data::CLASSES;
 
 pub struct ConfusionFigure<'a> {
     pub title: Vec<String>,
@@ -14,19 +13,41 @@ pub struct ConfusionFigure<'a> {
 }
 
 const CELL: i32 = 54;
+
+/// A cell's side: 54 px up to 10 classes, smaller beyond so the figure stays readable, never
+/// under 8 px.
+fn cell(classes: usize) -> i32 {
+    if classes <= 10 {
+        CELL
+    } else {
+        (CELL * 10 / classes as i32).max(8)
+    }
+}
 const LEFT: i32 = 110;
 const TOP: i32 = 150;
 
 impl Figure for ConfusionFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        let grid = CELL * CLASSES as i32;
-        ((LEFT + grid + 110) as u32, (TOP + grid + 80) as u32)
+        let n = self.confusion.classes();
+        let grid = cell(n) * n as i32;
+        // Wide enough for the title lines, however few the classes.
+        (
+            (LEFT + grid + 110).max(640) as u32,
+            (TOP + grid + 80) as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         draw_title(root, &self.title)?;
         let c = self.confusion;
-        let grid = CELL * CLASSES as i32;
+        let classes = c.classes();
+        let cell_px = cell(classes);
+        let grid = cell_px * classes as i32;
+        // Counts and labels only where they fit; the shading still shows the pattern.
+        let every = |px: i32| (px + cell_px - 1) / cell_px;
+        let label_every = every(24) as usize;
+        // A percentage is about 44 px wide at 13 px.
+        let precision_every = every(48) as usize;
         let centre = |style: TextStyle<'static>| style.pos(Pos::new(HPos::Center, VPos::Center));
         let centred = |size: f64| centre(font(size));
         // Axis names and class numbers: predicted across the top, true down the left.
@@ -37,47 +58,51 @@ impl Figure for ConfusionFigure<'_> {
         )?;
         root.draw_text("true", &centred(15.0), (LEFT - 62, TOP + grid / 2 - 9))?;
         root.draw_text("class", &centred(15.0), (LEFT - 62, TOP + grid / 2 + 9))?;
-        for k in 0..CLASSES as i32 {
-            let mid = k * CELL + CELL / 2;
+        for k in (0..classes as i32).step_by(label_every) {
+            let mid = k * cell_px + cell_px / 2;
             root.draw_text(&k.to_string(), &centred(15.0), (LEFT + mid, TOP - 16))?;
             root.draw_text(&k.to_string(), &centred(15.0), (LEFT - 18, TOP + mid))?;
         }
         root.draw_text("recall", &centred(14.0), (LEFT + grid + 50, TOP - 16))?;
         root.draw_text("precision", &centred(14.0), (LEFT - 50, TOP + grid + 20))?;
-        for t in 0..CLASSES {
+        for t in 0..classes {
             let row: u64 = c.counts[t].iter().sum();
-            for p in 0..CLASSES {
+            for p in 0..classes {
                 let n = c.counts[t][p];
                 // Shade by the share of the true class, square-rooted so that a handful of
                 // mistakes still shows against the diagonal.
                 let share = if row > 0 { n as f64 / row as f64 } else { 0.0 };
                 let shade = share.sqrt();
-                let (x, y) = (LEFT + p as i32 * CELL, TOP + t as i32 * CELL);
+                let (x, y) = (LEFT + p as i32 * cell_px, TOP + t as i32 * cell_px);
                 root.draw(&Rectangle::new(
-                    [(x, y), (x + CELL, y + CELL)],
+                    [(x, y), (x + cell_px, y + cell_px)],
                     sequential(shade).filled(),
                 ))?;
-                if n > 0 {
+                if n > 0 && cell_px >= 30 {
                     let colour: &'static RGBColor = if shade > 0.55 { &WHITE } else { &BLACK };
                     root.draw_text(
                         &n.to_string(),
                         &centre(font(14.0).color(colour)),
-                        (x + CELL / 2, y + CELL / 2),
+                        (x + cell_px / 2, y + cell_px / 2),
                     )?;
                 }
             }
             let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", 100.0 * v));
-            let mid = t as i32 * CELL + CELL / 2;
-            root.draw_text(
-                &pct(c.recall(t)),
-                &centre(font(13.0)),
-                (LEFT + grid + 50, TOP + mid),
-            )?;
-            root.draw_text(
-                &pct(c.precision(t)),
-                &centre(font(13.0)),
-                (LEFT + mid, TOP + grid + 20),
-            )?;
+            let mid = t as i32 * cell_px + cell_px / 2;
+            if t % label_every == 0 {
+                root.draw_text(
+                    &pct(c.recall(t)),
+                    &centre(font(13.0)),
+                    (LEFT + grid + 50, TOP + mid),
+                )?;
+            }
+            if t % precision_every == 0 {
+                root.draw_text(
+                    &pct(c.precision(t)),
+                    &centre(font(13.0)),
+                    (LEFT + mid, TOP + grid + 20),
+                )?;
+            }
         }
         root.draw(&Rectangle::new(
             [(LEFT, TOP), (LEFT + grid, TOP + grid)],

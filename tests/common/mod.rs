@@ -168,6 +168,7 @@ pub fn straight_and_resumed(
     };
     let steps = 250usize.div_ceil(32);
     let cfg = |interrupt: Option<Arc<AtomicBool>>, start: Position| TrainConfig {
+        classes: 10,
         epochs,
         batch: 32,
         optim,
