@@ -4,9 +4,11 @@ mod args;
 mod bench;
 mod data;
 mod eval;
+mod overfit;
 mod pictures;
 mod plot;
 mod predict;
+pub(crate) mod prune;
 mod train;
 mod verify;
 mod weights;
@@ -45,6 +47,11 @@ pub enum Command {
     Weights(weights::WeightsArgs),
     /// Classify image files of handwritten digits with a checkpoint.
     Predict(predict::PredictArgs),
+    /// Prune a checkpoint: zero its smallest weights (magnitude) or remove hidden units, then
+    /// optionally fine-tune with the pruned weights held at zero.
+    Prune(Box<prune::PruneArgs>),
+    /// Watch a network overfit a small training set, and each remedy narrow the gap.
+    Overfit(Box<overfit::OverfitArgs>),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -57,5 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Weights(a) => weights::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Prune(a) => prune::run(*a),
+        Command::Overfit(a) => overfit::run(*a),
     }
 }

@@ -6,6 +6,8 @@
 pub mod confusion;
 pub mod curves;
 pub mod grid;
+pub mod overfit;
+pub mod prune;
 pub mod train;
 
 use std::path::Path;
