@@ -124,6 +124,11 @@ impl RemedyRun {
     pub fn gap(&self) -> f64 {
         self.final_train.accuracy - self.final_test.accuracy
     }
+
+    /// Final test loss minus final train loss: how far the curves have parted.
+    pub fn loss_gap(&self) -> f64 {
+        self.final_test.loss - self.final_train.loss
+    }
 }
 
 /// Records each epoch's clean train and test scores.

@@ -58,7 +58,7 @@ pub fn pruned_count(n: usize, s: f64) -> usize {
 pub fn magnitude_mask(spec: &ModelSpec, params: &[f32], sparsity: f64, global: bool) -> Vec<f32> {
     let mut mask = ones_mask(spec);
     let groups: Vec<Vec<usize>> = if global {
-        vec![spec.layers().iter().flat_map(|l| weight_range(l)).collect()]
+        vec![spec.layers().iter().flat_map(weight_range).collect()]
     } else {
         spec.layers()
             .iter()

@@ -12,7 +12,7 @@ use super::args::{DataArgs, DeviceArgs, load_data, open_gpu, resident_bytes};
 use crate::data::{Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::model::{self, Activation, Loss, ModelSpec};
-use crate::optim::{OptimConfig, Schedule};
+use crate::optim::{OptimConfig, OptimizerKind, Schedule};
 use crate::overfit::{Experiment, REMEDY_NAMES, Remedy};
 use crate::plot::overfit::OverfitFigure;
 use crate::prune;
@@ -37,9 +37,12 @@ pub struct OverfitArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// SGD with momentum 0.9 at this constant rate.
-    #[arg(long, default_value_t = 0.05)]
-    pub lr: f32,
+    /// The update rule (momentum 0.9 for sgd and nesterov).
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    /// The learning rate, constant [default: 0.05 for sgd and nesterov, 0.001 for adam and adamw].
+    #[arg(long)]
+    pub lr: Option<f32>,
     /// Which runs, comma separated: none, dropout, weight-decay, early-stopping, prune, smaller.
     #[arg(
         long,
@@ -50,7 +53,7 @@ pub struct OverfitArgs {
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f32,
     /// weight-decay: λ (L2 added to the gradient).
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f32,
     /// early-stopping: epochs without a better validation loss before stopping.
     #[arg(long, default_value_t = 3)]
@@ -60,10 +63,10 @@ pub struct OverfitArgs {
     #[arg(long, default_value_t = 1000)]
     pub val: usize,
     /// prune: the sparsity gradual magnitude pruning reaches halfway through the run.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.95)]
     pub prune_sparsity: f64,
     /// smaller: units per hidden layer.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     pub smaller: usize,
     /// Initial weights (the same for every run of one architecture), shuffling, dropout.
     #[arg(long, default_value_t = 0)]
@@ -144,8 +147,13 @@ fn check(args: &OverfitArgs, spec: &ModelSpec) -> Result<()> {
     if args.smaller == 0 {
         return bad("--smaller 0: a layer needs at least one unit".into());
     }
-    Schedule::constant(args.lr).check_rates()?;
+    Schedule::constant(lr(args)).check_rates()?;
     Ok(())
+}
+
+fn lr(args: &OverfitArgs) -> f32 {
+    args.lr
+        .unwrap_or(if args.optimizer.is_adam() { 1e-3 } else { 0.05 })
 }
 
 pub fn run(args: OverfitArgs) -> Result<()> {
@@ -181,21 +189,25 @@ pub fn run(args: OverfitArgs) -> Result<()> {
         spec: spec.clone(),
         epochs: args.epochs,
         batch: args.batch_size,
-        optim: OptimConfig::sgd(0.9),
-        lr: args.lr,
+        optim: OptimConfig {
+            kind: args.optimizer,
+            ..OptimConfig::sgd(0.9)
+        },
+        lr: lr(&args),
         seed: args.seed,
         train,
         test,
         val,
     };
     println!(
-        "overfit: {} on {} {} training samples ({} test, {} validation for early stopping) | sgd, momentum 0.9, lr {} constant, batch {} | {} epochs | {}",
+        "overfit: {} on {} {} training samples ({} test, {} validation for early stopping) | {}, lr {} constant, batch {} | {} epochs | {}",
         spec.describe(),
         exp.train.len(),
         args.data.dataset.name(),
         exp.test.len(),
         exp.val.len(),
-        args.lr,
+        exp.optim.describe(),
+        exp.lr,
         exp.batch.min(exp.train.len()),
         args.epochs,
         if gpu.is_some() { "gpu" } else { "cpu" }
@@ -217,22 +229,23 @@ pub fn run(args: OverfitArgs) -> Result<()> {
         runs.push(run);
     }
     println!(
-        "\n| remedy | strength | final test acc | best test acc | final train acc | train − test gap | lowest test loss at epoch | parameters (non-zero) |"
+        "\n| remedy | strength | final test acc | best test acc | final train acc | train − test acc gap | test − train loss gap | lowest test loss at epoch | parameters (non-zero) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for run in &runs {
         let stop = run
             .stopped_at
             .map(|e| format!(" (stopped at {})", run.points.len().max(e)))
             .unwrap_or_default();
         println!(
-            "| {} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1} pp | {}{stop} | {} |",
+            "| {} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1} pp | {:.3} | {}{stop} | {} |",
             run.remedy.name(),
             run.remedy.strength(),
             100.0 * run.final_test.accuracy,
             100.0 * run.best_test_accuracy(),
             100.0 * run.final_train.accuracy,
             100.0 * run.gap(),
+            run.loss_gap(),
             run.best_test_loss_epoch(),
             prune::nonzero(&run.final_params),
         );

@@ -39,7 +39,7 @@ pub struct PruneArgs {
     #[arg(long, value_enum, default_value = "magnitude")]
     pub method: Method,
     /// magnitude: the fraction of weights to remove, in [0, 1).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub sparsity: Option<f64>,
     /// magnitude: rank all layers' weights together instead of each layer on its own.
     #[arg(long)]
@@ -49,7 +49,12 @@ pub struct PruneArgs {
     #[arg(long, value_name = "K")]
     pub keep: Option<String>,
     /// units: the fraction of each hidden layer's units to keep, in (0, 1].
-    #[arg(long, value_name = "F", conflicts_with = "keep")]
+    #[arg(
+        long,
+        value_name = "F",
+        conflicts_with = "keep",
+        allow_negative_numbers = true
+    )]
     pub keep_fraction: Option<f64>,
     /// units: how a unit's importance is measured.
     #[arg(long, value_enum, default_value = "norm")]
@@ -99,7 +104,7 @@ pub struct GradualArgs {
     /// Prune gradually during training to this weight sparsity in [0, 1) (per layer, by
     /// magnitude, along Zhu & Gupta's cubic schedule, once per epoch); the saved checkpoint
     /// records the masks.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub prune_sparsity: Option<f64>,
     /// The first epoch after which to prune.
     #[arg(

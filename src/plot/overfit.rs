@@ -42,14 +42,21 @@ impl Figure for OverfitFigure<'_> {
         let (_, body) = root.split_vertically(used);
         let (rows, cols) = self.grid();
         let panels = body.split_evenly((rows, cols));
+        // Scaled to the losses from epoch 3 on, where the curves part: the first epochs' high
+        // losses (a small network starts far off) would flatten everything else. They are clipped.
         let ymax = self
             .runs
             .iter()
-            .flat_map(|r| r.points.iter().flat_map(|p| [p.train.loss, p.test.loss]))
+            .flat_map(|r| {
+                r.points
+                    .iter()
+                    .filter(|p| p.epoch >= 3.min(r.points.len()))
+                    .flat_map(|p| [p.train.loss, p.test.loss])
+            })
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             .max(1e-3)
-            * 1.05;
+            * 1.25;
         let x1 = self.epochs.max(2) as f64;
         for (run, area) in self.runs.iter().zip(&panels) {
             panel(area, run, x1, ymax)?;
@@ -123,12 +130,12 @@ fn panel<DB: DrawingBackend>(
     // The verdict, in the panel's lower right, clear of the curves' start.
     let (w, h) = area.dim_in_pixel();
     let text = format!(
-        "test acc {:.1}% · gap {:.1} pp",
+        "loss gap {:.2} · test acc {:.1}%",
+        run.loss_gap(),
         100.0 * run.final_test.accuracy,
-        100.0 * run.gap()
     );
     let style = font(12.0);
     let (tw, _) = area.estimate_text_size(&text, &style)?;
-    area.draw_text(&text, &style, (w as i32 - tw as i32 - 16, h as i32 - 62))?;
+    area.draw_text(&text, &style, (w as i32 - tw as i32 - 16, h as i32 - 58))?;
     Ok(())
 }
