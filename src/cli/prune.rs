@@ -356,9 +356,10 @@ pub fn run(args: PruneArgs) -> Result<()> {
         println!("unit importance: {}", args.importance.name());
     }
     println!(
-        "| {} | model | non-zero params | test acc pruned | test acc fine-tuned ({} epochs) | inference samples/s | training samples/s |",
+        "| {} | model | non-zero params | test acc pruned | test acc fine-tuned ({} epoch{}) | inference samples/s | training samples/s |",
         if units { "units removed" } else { "sparsity" },
-        args.finetune_epochs
+        args.finetune_epochs,
+        if args.finetune_epochs == 1 { "" } else { "s" }
     );
     println!("|---|---|---|---|---|---|---|");
     let mut points = Vec::new();
