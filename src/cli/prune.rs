@@ -374,7 +374,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         )?;
         let before = b.evaluate(Split::Test)?.accuracy;
         let (after, train_rate) = if args.finetune_epochs > 0 {
-            let (acc, rate) = ctx.finetune(b.as_mut(), p.mask.as_deref())?;
+            let (acc, rate) = ctx.finetune(b.as_mut())?;
             (Some(acc), Some(rate))
         } else {
             (None, None)
@@ -516,9 +516,9 @@ impl Ctx<'_> {
         })
     }
 
-    /// Fine-tunes with the mask held; returns the final test accuracy and the mean training
-    /// samples/s.
-    fn finetune(&self, b: &mut dyn Backend, mask: Option<&[f32]>) -> Result<(f64, f64)> {
+    /// Fine-tunes, with the mask the backend holds; returns the final test accuracy and the mean
+    /// training samples/s.
+    fn finetune(&self, b: &mut dyn Backend) -> Result<(f64, f64)> {
         let n = self.train.len();
         let batch = self.args.batch_size.min(n).max(1);
         let epochs = self.args.finetune_epochs;
@@ -545,9 +545,6 @@ impl Ctx<'_> {
             start: Position::default(),
             interrupt: None,
         };
-        if let Some(m) = mask {
-            b.set_mask(Some(m))?;
-        }
         let mut obs = FinetuneLog {
             quiet: self.args.data.quiet,
         };
