@@ -101,8 +101,8 @@ pub struct PruneArgs {
 /// `descent train --prune-sparsity S`: gradual magnitude pruning along Zhu & Gupta's cubic.
 #[derive(Args, Debug, Clone)]
 pub struct GradualArgs {
-    /// Prune gradually during training to this weight sparsity in [0, 1) (per layer, by
-    /// magnitude, along Zhu & Gupta's cubic schedule, once per epoch); the saved checkpoint
+    /// Prune gradually during training to this weight sparsity in [0, 1) (per layer unless
+    /// --prune-global, by magnitude, along Zhu & Gupta's cubic schedule, once per epoch); the saved checkpoint
     /// records the masks.
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub prune_sparsity: Option<f64>,
@@ -118,6 +118,9 @@ pub struct GradualArgs {
     /// --epochs]; the epochs after it fine-tune at that sparsity.
     #[arg(long, value_name = "E", requires = "prune_sparsity")]
     pub prune_end_epoch: Option<usize>,
+    /// Rank all layers' weights together instead of pruning each layer to the sparsity.
+    #[arg(long, requires = "prune_sparsity")]
+    pub prune_global: bool,
 }
 
 impl GradualArgs {

@@ -519,7 +519,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         inner: &mut obs,
         schedule: args.prune.schedule(r.epochs)?,
         spec: r.spec.clone(),
-        global: false,
+        global: args.prune.prune_global,
         mask: None,
         quiet: false,
     };
