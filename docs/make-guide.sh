@@ -26,3 +26,6 @@ mkdir -p "$out"
 "$bin" sweep --quiet --device cpu --lr 0.003,0.03,0.3,3 --batch-size 16,64,256 \
     --limit 10000 --epochs 2 --plot "$out/sweep.png"
 ls -l "$out"
+
+# The overfitting section's pictures.
+docs/make-overfit-pictures.sh

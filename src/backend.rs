@@ -78,4 +78,8 @@ pub trait Backend {
     /// [`crate::optim::OptimizerKind::state_names`] order.
     fn optimizer_state(&mut self) -> Result<Vec<Vec<f32>>>;
     fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()>;
+    /// Holds pruned weights at zero: `mask` [num_params] is 1 to keep and 0 to prune (biases
+    /// 1). It multiplies the parameters and the optimizer state now and after every update
+    /// from here on; `None` lifts it. See [`crate::prune`].
+    fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()>;
 }

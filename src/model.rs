@@ -224,6 +224,9 @@ pub struct Checkpoint {
     pub preprocess: Option<Preprocess>,
     /// Present in checkpoints a run can be resumed from (`--checkpoint-dir`, Ctrl-C).
     pub resume: Option<ResumeState>,
+    /// mask: [num_params], 1 keep / 0 pruned (biases 1), from `layers.{i}.weight_mask` tensors
+    /// when the checkpoint was pruned (`descent prune`); the weights it prunes are zero.
+    pub mask: Option<Vec<f32>>,
 }
 
 /// What continuing a run needs beyond the weights: the optimizer's state tensors (stored as
@@ -276,6 +279,19 @@ pub fn save_checkpoint(
     data: impl Into<TrainedOn>,
     resume: Option<&ResumeState>,
 ) -> Result<()> {
+    save_checkpoint_masked(path, spec, params, None, data, resume)
+}
+
+/// [`save_checkpoint`], plus `layers.{i}.weight_mask` [out, in] (as PyTorch's
+/// torch.nn.utils.prune names its masks) when `mask` [num_params] is given.
+pub fn save_checkpoint_masked(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &[f32],
+    mask: Option<&[f32]>,
+    data: impl Into<TrainedOn>,
+    resume: Option<&ResumeState>,
+) -> Result<()> {
     let data = data.into();
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (i, l) in spec.layers().iter().enumerate() {
@@ -283,6 +299,10 @@ pub fn save_checkpoint(
         let b = &params[l.b_off..l.b_off + l.out];
         tensors.push((format!("layers.{i}.weight"), vec![l.out, l.inp], w));
         tensors.push((format!("layers.{i}.bias"), vec![l.out], b));
+        if let Some(m) = mask {
+            let wm = &m[l.w_off..l.w_off + l.inp * l.out];
+            tensors.push((format!("layers.{i}.weight_mask"), vec![l.out, l.inp], wm));
+        }
     }
     if let Some(r) = resume {
         for (name, t) in r.optimizer.state_names().iter().zip(&r.state) {
@@ -390,7 +410,11 @@ pub fn load_checkpoint(
                 .collect()
         })
         .unwrap_or_default();
-    let expected_names = 2 * n_layers + state_names.len();
+    let mask_names: Vec<String> = (0..n_layers)
+        .map(|i| format!("layers.{i}.weight_mask"))
+        .filter(|n| st.tensor(n).is_ok())
+        .collect();
+    let expected_names = 2 * n_layers + state_names.len() + mask_names.len();
     if st.len() != expected_names {
         let extra: Vec<&str> = st
             .names()
@@ -399,6 +423,7 @@ pub fn load_checkpoint(
                 !(0..n_layers)
                     .any(|i| *n == format!("layers.{i}.weight") || *n == format!("layers.{i}.bias"))
                     && !state_names.iter().any(|s| s == *n)
+                    && !mask_names.iter().any(|s| s == *n)
             })
             .collect();
         return Err(checkpoint_err(
@@ -462,6 +487,16 @@ pub fn load_checkpoint(
             ),
         ));
     }
+    let spec = ModelSpec {
+        sizes,
+        activation,
+        loss,
+    };
+    let mask = if mask_names.is_empty() {
+        None
+    } else {
+        Some(load_masks(&st, &spec, &mut params, path)?)
+    };
     let resume = match optimizer {
         None => None,
         Some(kind) => {
@@ -494,16 +529,55 @@ pub fn load_checkpoint(
         }
     };
     Ok(Checkpoint {
-        spec: ModelSpec {
-            sizes,
-            activation,
-            loss,
-        },
+        spec,
         params,
         dataset,
         preprocess,
         resume,
+        mask,
     })
+}
+
+/// The flat mask of a pruned checkpoint: each `layers.{i}.weight_mask` must have its weight's
+/// shape and hold only 0 and 1; a layer without one keeps every weight. The masked weights are
+/// zeroed in `params`, so a pruned weight is zero whatever the file held.
+fn load_masks(
+    st: &safetensors::SafeTensors<'_>,
+    spec: &ModelSpec,
+    params: &mut [f32],
+    path: &Path,
+) -> Result<Vec<f32>> {
+    let mut mask = vec![1.0f32; params.len()];
+    for (i, l) in spec.layers().iter().enumerate() {
+        let name = format!("layers.{i}.weight_mask");
+        if st.tensor(&name).is_err() {
+            continue;
+        }
+        let (shape, data) = tensor_f32(st, &name, path)?;
+        if shape != [l.out, l.inp] {
+            return Err(checkpoint_err(
+                path,
+                format!(
+                    "{name} has shape {shape:?}, but layers.{i}.weight is [{}, {}]",
+                    l.out, l.inp
+                ),
+            ));
+        }
+        if let Some(bad) = data.iter().find(|&&m| m != 0.0 && m != 1.0) {
+            return Err(checkpoint_err(
+                path,
+                format!("{name} holds {bad}; a mask holds only 0 (pruned) and 1 (kept)"),
+            ));
+        }
+        let w = l.w_off..l.w_off + l.inp * l.out;
+        for (p, &m) in params[w.clone()].iter_mut().zip(&data) {
+            if m == 0.0 {
+                *p = 0.0;
+            }
+        }
+        mask[w].copy_from_slice(&data);
+    }
+    Ok(mask)
 }
 
 fn tensor_f32(

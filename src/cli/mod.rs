@@ -7,9 +7,11 @@ mod eval;
 pub mod explain;
 pub mod landscape;
 pub mod modes;
+mod overfit;
 mod pictures;
 mod plot;
 mod predict;
+pub(crate) mod prune;
 pub mod sweep;
 mod train;
 mod verify;
@@ -58,6 +60,11 @@ pub enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// Walk backprop through a tiny network, stage by stage, with the numbers.
     Explain(explain::ExplainArgs),
+    /// Prune a checkpoint: zero its smallest weights (magnitude) or remove hidden units, then
+    /// optionally fine-tune with the pruned weights held at zero.
+    Prune(Box<prune::PruneArgs>),
+    /// Watch a network overfit a small training set, and each remedy narrow the gap.
+    Overfit(Box<overfit::OverfitArgs>),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -74,5 +81,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Landscape(a) => landscape::run(a),
         Command::Sweep(a) => sweep::run(*a),
         Command::Explain(a) => explain::run(a),
+        Command::Prune(a) => prune::run(*a),
+        Command::Overfit(a) => overfit::run(*a),
     }
 }

@@ -126,6 +126,8 @@ pub struct TrainArgs {
     /// Print the GPU step plan (every dispatch of a step, in order) and exit.
     #[arg(long)]
     pub print_plan: bool,
+    #[command(flatten)]
+    pub prune: crate::cli::prune::GradualArgs,
 }
 
 /// What a run was, as resolved from the flags and the mode's defaults: stored in resumable
@@ -321,6 +323,12 @@ fn resolve(args: &TrainArgs) -> Result<Resolved> {
 pub fn run(args: TrainArgs) -> Result<()> {
     // Check every flag and output path before touching the data, so a typo costs nothing.
     let mut r = resolve(&args)?;
+    args.prune.schedule(r.epochs)?;
+    if args.prune.prune_sparsity.is_some() && args.resume.is_some() {
+        return Err(Error::InvalidArg(
+            "--prune-sparsity with --resume: a gradually pruned run cannot be resumed yet".into(),
+        ));
+    }
     for (flag, path) in [("--metrics", &args.metrics), ("--save", &args.save)] {
         if let Some(p) = path {
             check_output_file(flag, p)?;
@@ -518,7 +526,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         optim: r.optim.kind,
         config: config_json.clone(),
     };
-    let (_records, outcome) = train::train(backend.as_mut(), &cfg, n_train, &mut obs)?;
+    // Passes every epoch on to `obs`, pruning after it when --prune-sparsity asks.
+    let mut pruning = crate::prune::GradualPruning {
+        inner: &mut obs,
+        schedule: args.prune.schedule(r.epochs)?,
+        spec: r.spec.clone(),
+        global: args.prune.prune_global,
+        mask: None,
+        quiet: false,
+    };
+    let (_records, outcome) = train::train(backend.as_mut(), &cfg, n_train, &mut pruning)?;
+    let mask = pruning.mask;
     match &outcome {
         Outcome::Completed => {}
         Outcome::EarlyStopped { best_epoch } => println!(
@@ -534,13 +552,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(d) => d.join("last.safetensors"),
                 None => PathBuf::from("descent-interrupted.safetensors"),
             };
+            if mask.is_some() {
+                return Err(Error::InvalidArg(
+                    "interrupted: a run with --prune-sparsity cannot be resumed yet".into(),
+                ));
+            }
             obs.save_resumable(backend.as_mut(), &path, next)?;
             return Err(Error::Interrupted { path });
         }
     }
     if let Some(path) = &args.save {
         let params = backend.params()?;
-        model::save_checkpoint(path, &r.spec, &params, trained_on, None)?;
+        model::save_checkpoint_masked(path, &r.spec, &params, mask.as_deref(), trained_on, None)?;
         println!("saved {}", path.display());
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod kernels;
 pub mod optim;
+pub mod prune;
 
 use std::sync::Arc;
 
@@ -259,6 +260,8 @@ pub struct CpuBackend {
     stats: EpochStats,
     /// Σ loss of each step of the epoch so far.
     step_sums: Vec<f32>,
+    /// mask: [num_params], applied after every update (`set_mask`).
+    mask: Option<Vec<f32>>,
 }
 
 impl CpuBackend {
@@ -301,6 +304,7 @@ impl CpuBackend {
             hyper: Vec::new(),
             stats: EpochStats::default(),
             step_sums: Vec::new(),
+            mask: None,
         }
     }
 
@@ -389,6 +393,7 @@ impl Backend for CpuBackend {
         // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
         let slice = self.params.len().div_ceil(used).max(UPDATE_MIN_SLICE);
         let cfg = self.optim;
+        let mask = self.mask.as_deref();
         self.params
             .par_chunks_mut(slice)
             .zip(self.state1.par_chunks_mut(slice))
@@ -400,6 +405,9 @@ impl Backend for CpuBackend {
                     g.iter_mut().zip(&o[i * slice..]).for_each(|(a, b)| *a += b);
                 }
                 optim::optimizer_update(p, s1, s2, g, &cfg, &h);
+                if let Some(m) = mask {
+                    prune::apply_mask(p, s1, s2, &m[i * slice..][..p.len()]);
+                }
             });
         Ok(())
     }
@@ -447,6 +455,15 @@ impl Backend for CpuBackend {
             check_len("optimizer state", src.len(), dst.len())?;
             dst.copy_from_slice(src);
         }
+        Ok(())
+    }
+
+    fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
+        if let Some(m) = mask {
+            check_len("mask entries", m.len(), self.params.len())?;
+            prune::apply_mask(&mut self.params, &mut self.state1, &mut self.state2, m);
+        }
+        self.mask = mask.map(<[f32]>::to_vec);
         Ok(())
     }
 }

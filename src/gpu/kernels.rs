@@ -20,6 +20,7 @@ const GATHER_FEATURES: &str = include_str!("../../shaders/gather_features.wgsl")
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 const HEAD: &str = include_str!("../../shaders/head.wgsl");
+const PRUNE: &str = include_str!("../../shaders/prune.wgsl");
 
 /// Bytes of the uniform arrays of matmul_input.wgsl (the most a uniform binding may hold on most
 /// adapters); buffers bound there are at least this large.
@@ -126,10 +127,11 @@ pub enum Kernel {
     DropoutForward,
     DropoutBackward,
     OutputLayerStep,
+    ApplyMask,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
@@ -155,6 +157,7 @@ impl Kernel {
         Kernel::DropoutForward,
         Kernel::DropoutBackward,
         Kernel::OutputLayerStep,
+        Kernel::ApplyMask,
     ];
 
     /// The WGSL entry point, and the name of its CPU twin in `cpu::kernels`.
@@ -185,6 +188,7 @@ impl Kernel {
             Kernel::DropoutForward => "dropout_forward",
             Kernel::DropoutBackward => "dropout_backward",
             Kernel::OutputLayerStep => "output_layer_step",
+            Kernel::ApplyMask => "apply_mask",
         }
     }
 
@@ -241,6 +245,7 @@ impl Kernel {
             | Kernel::AdamwUpdate => ("optim.wgsl", OPTIM),
             Kernel::DropoutForward | Kernel::DropoutBackward => ("dropout.wgsl", DROPOUT),
             Kernel::OutputLayerStep => ("head.wgsl", HEAD),
+            Kernel::ApplyMask => ("prune.wgsl", PRUNE),
         }
     }
 
@@ -295,6 +300,8 @@ impl Kernel {
             }
             Kernel::DropoutForward => &[(0, RW), (2, UB), (4, U)],
             Kernel::DropoutBackward => &[(0, RW), (1, R), (2, UB), (4, U)],
+            // params, state1, state2, mask, then the block.
+            Kernel::ApplyMask => &[(0, RW), (1, RW), (2, RW), (3, R), (4, U)],
             Kernel::OutputLayerStep => &[
                 (0, R),
                 (1, R),

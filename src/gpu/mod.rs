@@ -322,6 +322,8 @@ pub struct GpuBackend {
     tail_plan: Option<Plan>,
     test_eval: EvalSet,
     val_eval: Option<EvalSet>,
+    /// apply_mask after every step's update, while a mask is set (`set_mask`).
+    mask_plan: Option<Plan>,
     encoder: Option<wgpu::CommandEncoder>,
     pending_steps: usize,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
@@ -627,6 +629,7 @@ impl GpuBackend {
             tail_plan,
             test_eval,
             val_eval,
+            mask_plan: None,
             encoder: None,
             pending_steps: 0,
             in_flight: VecDeque::new(),
@@ -1434,6 +1437,10 @@ impl Backend for GpuBackend {
                 timestamp_writes: None,
             });
             plan.encode(&self.gpu.kernels, &mut pass)?;
+            if let Some(m) = &self.mask_plan {
+                m.encode(&self.gpu.kernels, &mut pass)?;
+                self.counters.dispatches += m.dispatches.len();
+            }
         }
         self.counters.dispatches += plan.dispatches.len();
         self.counters.steps += 1;
@@ -1555,6 +1562,60 @@ impl Backend for GpuBackend {
         }
         Ok(())
     }
+
+    fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
+        self.sync()?;
+        self.mask_plan = match mask {
+            None => None,
+            Some(m) => {
+                crate::cpu::check_len("mask entries", m.len(), self.spec.num_params())?;
+                let bufs = [&self.params, &self.state1, &self.state2];
+                let plan = mask_plan(&self.gpu, m, bufs, &self.optim)?;
+                // Once now, so the pruned weights are zero before the first step.
+                let ctx = &self.gpu.ctx;
+                let mut enc = ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("apply_mask"),
+                    });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("apply_mask"),
+                        timestamp_writes: None,
+                    });
+                    plan.encode(&self.gpu.kernels, &mut pass)?;
+                }
+                ctx.queue.submit([enc.finish()]);
+                self.counters.submits += 1;
+                self.counters.dispatches += plan.dispatches.len();
+                Some(plan)
+            }
+        };
+        Ok(())
+    }
+}
+
+/// The one-dispatch plan that zeroes the pruned weights of `params` and of the optimizer state
+/// after each update: mask [num_params] is uploaded padded to whole vec4s.
+fn mask_plan(
+    g: &Gpu,
+    mask: &[f32],
+    [params, state1, state2]: [&wgpu::Buffer; 3],
+    optim: &OptimConfig,
+) -> Result<Plan> {
+    let n4 = mask.len().div_ceil(4);
+    let mut padded = mask.to_vec();
+    padded.resize(n4 * 4, 0.0);
+    let buf = g.storage_init("mask", bytemuck::cast_slice(&padded));
+    let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, "mask");
+    pb.push(
+        "params, optimizer state = 0 where mask = 0",
+        Kernel::ApplyMask,
+        &[params, state1, state2, &buf],
+        words(&[n4 as u32, optim.kind.state_names().len() as u32]),
+        groups_1d(n4, 256),
+    );
+    pb.build()
 }
 
 impl GpuBackend {

@@ -1066,6 +1066,74 @@ pub fn check_optimizer_update(
     ))
 }
 
+/// apply_mask over a flat parameter buffer and `states` optimizer state buffers (padded to whole
+/// vec4s, as the backend keeps them) with about `sparsity` of the mask zero, against its twin.
+/// Some inputs are NaN where the mask is zero: a pruned weight must come out +0 regardless.
+pub fn check_apply_mask(
+    gpu: &Gpu,
+    n: usize,
+    states: usize,
+    sparsity: f32,
+    seed: u32,
+) -> Result<CheckRow> {
+    let n4 = n.next_multiple_of(4);
+    let pad = |mut v: Vec<f32>| {
+        v.resize(n4, 0.0);
+        v
+    };
+    let mask = pad((0..n)
+        .map(|i| f32::from(rng::uniform(seed, 26, i as u32) >= sparsity))
+        .collect());
+    let poison = |mut v: Vec<f32>| {
+        for (x, m) in v.iter_mut().zip(&mask).step_by(7) {
+            if *m == 0.0 {
+                *x = f32::NAN;
+            }
+        }
+        v
+    };
+    let params = poison(pad(rand_vec(n, seed, 18, -1.0, 1.0)));
+    let state1 = poison(pad(rand_vec(n, seed, 19, -0.1, 0.1)));
+    // SGD's state2 is a 16-byte placeholder the kernel must leave alone.
+    let state2 = if states >= 2 {
+        poison(pad(rand_vec(n, seed, 23, 0.0, 0.01)))
+    } else {
+        vec![7.0; 4]
+    };
+    let (mut wp, mut w1, mut w2) = (params.clone(), state1.clone(), state2.clone());
+    let used = if states >= 2 { n4 } else { 0 };
+    cpu::prune::apply_mask(&mut wp, &mut w1, &mut w2[..used], &mask);
+    let out = run_one(
+        gpu,
+        Kernel::ApplyMask,
+        Form::Scalar,
+        &[bytes(&params), bytes(&state1), bytes(&state2), bytes(&mask)],
+        &[(n4 / 4) as u32, states as u32],
+        groups_1d(n4 / 4, 256),
+    )?;
+    let mut got = f32s(&out[0]);
+    got.extend(f32s(&out[1]));
+    got.extend(f32s(&out[2]));
+    wp.extend(w1);
+    wp.extend(w2);
+    let mut row = compare(
+        Kernel::ApplyMask.name(),
+        format!("n={n} states={states} sparsity={sparsity}"),
+        &got,
+        &wp,
+        0.0,
+        0.0,
+    );
+    // Bitwise too: a pruned weight is +0, never −0.
+    if row.first_bad.is_none() {
+        row.first_bad = got
+            .iter()
+            .zip(&wp)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+    }
+    Ok(row)
+}
+
 /// dropout_forward and dropout_backward on a [rows, width] chunk that starts at row `row0` of
 /// its batch, against the CPU twins: the same units dropped, the same scaled values.
 pub fn check_dropout(
@@ -1272,6 +1340,12 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
             rows.push(check_dropout(gpu, Some(a), rows_, width, row0, seed)?);
         }
+    }
+    for (i, (n, states, sparsity)) in [(1, 1, 0.5), (1001, 2, 0.9), (101_770, 1, 0.98)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(check_apply_mask(gpu, n, states, sparsity, i as u32)?);
     }
     if gpu.kernels.input {
         for (i, &(b, n)) in INPUT_SHAPES.iter().enumerate() {

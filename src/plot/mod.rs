@@ -8,6 +8,8 @@ pub mod curves;
 pub mod grid;
 pub mod landscape;
 pub mod modes;
+pub mod overfit;
+pub mod prune;
 pub mod sweep;
 pub mod train;
 

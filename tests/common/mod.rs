@@ -241,3 +241,88 @@ pub fn straight_and_resumed(
     let resumed = (c.params().unwrap(), c.optimizer_state().unwrap());
     (straight, resumed)
 }
+
+struct Quiet;
+impl descent::train::Observer for Quiet {
+    fn on_epoch(
+        &mut self,
+        _: &descent::train::EpochRecord,
+        _: &mut dyn descent::backend::Backend,
+        _: &descent::train::Position,
+    ) -> descent::Result<()> {
+        Ok(())
+    }
+}
+
+/// Trains a pruned network two epochs with the mask held and returns (params, optimizer state,
+/// mask, starting params).
+pub fn masked_finetune(
+    make: &dyn Fn(descent::backend::Setup) -> Box<dyn descent::backend::Backend>,
+    kind: descent::optim::OptimizerKind,
+) -> (Vec<f32>, Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    use descent::backend::Setup;
+    use descent::gpu::verify::synthetic;
+    use descent::model::{Activation, Init, Loss, ModelSpec};
+    use descent::optim::{OptimConfig, Schedule};
+    use descent::prune;
+    use descent::train::{self, Position, TrainConfig};
+    use std::sync::Arc;
+    let s = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
+    let params = s.init_params(Init::Auto, 2);
+    let mask = prune::magnitude_mask(&s, &params, 0.8, false);
+    let optim = OptimConfig {
+        kind,
+        weight_decay: 1e-3,
+        ..OptimConfig::sgd(0.9)
+    };
+    let setup = Setup {
+        spec: s.clone(),
+        params: params.clone(),
+        train: Arc::new(synthetic(200, 1)),
+        test: Arc::new(synthetic(40, 2)),
+        val: None,
+        batch: 16,
+        optim,
+        dropout: 0.2,
+        seed: 3,
+    };
+    let mut b = make(setup);
+    b.set_mask(Some(&mask)).unwrap();
+    let cfg = TrainConfig {
+        classes: 10,
+        epochs: 2,
+        batch: 16,
+        optim,
+        schedule: Schedule::constant(if kind.is_adam() { 1e-3 } else { 0.05 }),
+        seed: 3,
+        progress: false,
+        log_every: None,
+        val: false,
+        patience: None,
+        target_accuracy: None,
+        start: Position::default(),
+        interrupt: None,
+    };
+    train::train(b.as_mut(), &cfg, 200, &mut Quiet).unwrap();
+    (
+        b.params().unwrap(),
+        b.optimizer_state().unwrap(),
+        mask,
+        params,
+    )
+}
+
+pub fn assert_mask_held(p: &[f32], state: &[Vec<f32>], mask: &[f32], start: &[f32]) {
+    let mut moved = 0;
+    for (i, &m) in mask.iter().enumerate() {
+        if m == 0.0 {
+            assert_eq!(p[i].to_bits(), 0, "pruned weight {i} is {}", p[i]);
+            for s in state {
+                assert_eq!(s[i].to_bits(), 0, "optimizer state of pruned weight {i}");
+            }
+        } else if p[i] != start[i] {
+            moved += 1;
+        }
+    }
+    assert!(moved > mask.len() / 10, "only {moved} kept weights trained");
+}
