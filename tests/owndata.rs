@@ -534,3 +534,70 @@ fn a_scikit_learn_count_line_names_the_classes() {
     );
     assert_eq!(v["samples"], 3);
 }
+
+/// A model trained on a table prunes, by weights and by units, into checkpoints that keep the
+/// table's preprocessing and class names: `eval --data` and `predict --csv` work on them.
+#[test]
+fn pruned_table_models_keep_their_preprocessing_and_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    let rows = table(300, 2);
+    write_csv(&csv, true, &rows);
+    let src = format!("csv:{}", csv.display());
+    let ck = dir.path().join("m.safetensors");
+    let (ok, out, err) = train(&[
+        "--device",
+        "cpu",
+        "--data",
+        &src,
+        "--save",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    for (extra, name) in [
+        (vec!["--sparsity", "0.5"], "w.safetensors"),
+        (vec!["--method", "units", "--keep", "8"], "u.safetensors"),
+    ] {
+        let pruned = dir.path().join(name);
+        let mut a = vec![
+            "prune",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--data",
+            &src,
+            "--finetune-epochs",
+            "2",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            pruned.to_str().unwrap(),
+        ];
+        a.extend(extra.iter().copied());
+        let (ok, out, err) = descent(&a);
+        assert!(ok, "{out}\n{err}");
+        let (ok, out, err) = descent(&[
+            "eval",
+            "--device",
+            "cpu",
+            "--data",
+            &src,
+            "--checkpoint",
+            pruned.to_str().unwrap(),
+        ]);
+        assert!(ok, "{name}: {err}");
+        assert!(last_acc(&out) > 90.0, "{name}: {out}");
+        let (ok, out, err) = descent(&[
+            "predict",
+            "--checkpoint",
+            pruned.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(ok, "{name}: {err}");
+        assert!(
+            out.contains("setosa") && out.contains("virginica"),
+            "{name}: {out}"
+        );
+    }
+}

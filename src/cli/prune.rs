@@ -428,8 +428,12 @@ pub fn run(args: PruneArgs) -> Result<()> {
     if let (Some(path), Some((p, params))) = (&args.out, last)
         && args.sweep.is_none()
     {
-        let ds = ck.dataset.unwrap_or(args.data.dataset);
-        model::save_checkpoint_masked(path, &p.spec, &params, p.mask.as_deref(), ds, None)?;
+        // The pruned model keeps what it was trained on, own data's preprocessing included.
+        let trained_on = match &ck.preprocess {
+            Some(pre) => model::TrainedOn::Own(Box::new(pre.clone())),
+            None => ck.dataset.unwrap_or(args.data.dataset).into(),
+        };
+        model::save_checkpoint_masked(path, &p.spec, &params, p.mask.as_deref(), trained_on, None)?;
         println!("saved {} ({})", path.display(), p.spec.describe());
     }
     Ok(())
