@@ -601,3 +601,55 @@ fn pruned_table_models_keep_their_preprocessing_and_class_names() {
         );
     }
 }
+
+/// A data set that will not fit in memory is refused with its size and the limit before it is
+/// allocated (`DESCENT_MEMORY_LIMIT` stands in for a small machine).
+#[test]
+fn a_data_set_too_big_for_memory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // An IDX pair whose header promises 100000 rows of 100 floats: 40 MB as f32.
+    let (images, labels) = (dir.path().join("x-idx"), dir.path().join("y-idx"));
+    let mut x = vec![0u8, 0, 0x08, 2];
+    x.extend(100_000u32.to_be_bytes());
+    x.extend(100u32.to_be_bytes());
+    x.resize(x.len() + 100_000 * 100, 1);
+    std::fs::write(&images, &x).unwrap();
+    let mut y = vec![0u8, 0, 0x08, 1];
+    y.extend(100_000u32.to_be_bytes());
+    y.extend((0..100_000u32).map(|i| (i % 3) as u8));
+    std::fs::write(&labels, &y).unwrap();
+    let src = format!("idx:{},{}", images.display(), labels.display());
+    let (ok, out, err) = common::descent_env(
+        &["train", "--quiet", "--device", "cpu", "--data", &src],
+        &[("DESCENT_MEMORY_LIMIT", "10000000")],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("x-idx") && err.contains("39 MB") && err.contains("9 MB of memory"),
+        "{err}"
+    );
+    // A CSV's size shows as it is read: refused when the matrix outgrows the limit.
+    let csv = dir.path().join("big.csv");
+    let mut s = String::new();
+    for i in 0..60_000 {
+        let row: Vec<String> = (0..300).map(|j| ((i + j) % 7).to_string()).collect();
+        s.push_str(&format!("{},{}\n", row.join(","), i % 2));
+    }
+    std::fs::write(&csv, s).unwrap();
+    let (ok, out, err) = common::descent_env(
+        &[
+            "train",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--data",
+            &format!("csv:{}", csv.display()),
+        ],
+        &[("DESCENT_MEMORY_LIMIT", "10000000")],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("big.csv") && err.contains("memory available"),
+        "{err}"
+    );
+}

@@ -10,6 +10,9 @@ use crate::data::MAX_CLASSES;
 use crate::error::{Error, Result};
 
 /// Opens `path`, gunzipping by magic bytes.
+/// How many values the matrix grows by between memory checks.
+const CHECK_EVERY: usize = 16 << 20;
+
 pub fn open(path: &Path) -> Result<Box<dyn Read>> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut magic = [0u8; 2];
@@ -208,6 +211,7 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
                 .collect()
         });
     let mut row_vals: Vec<f32> = Vec::with_capacity(width);
+    let limit = super::memory_limit();
     let mut handle = |rec: &csv::ByteRecord, raw: &mut Raw| -> Result<()> {
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != data_fields {
@@ -304,6 +308,10 @@ pub fn read(path: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Ra
             raw.labels.push(0);
         }
         raw.x.extend_from_slice(&row_vals);
+        // A table's size shows only as it is read: check the matrix every 16M values.
+        if raw.x.len() / CHECK_EVERY != (raw.x.len() - row_vals.len()) / CHECK_EVERY {
+            super::check_memory(path, raw.x.capacity() as u64 * 4, limit)?;
+        }
         Ok(())
     };
     if !header {

@@ -100,6 +100,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         .and_then(|c| c.checked_mul(size))
         .ok_or_else(|| corrupt(format!("dimensions {dims:?} overflow")))?;
     let expected = header + count;
+    // The values become f32: refuse what cannot fit before allocating it.
+    super::check_memory(path, (count / size) as u64 * 4, super::memory_limit())?;
     if bytes.len() < expected {
         return Err(Error::Truncated {
             path: path.to_owned(),

@@ -144,6 +144,8 @@ pub fn read(dir: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Raw
     if let Ok(style) = ProgressStyle::with_template("decoding {bar:30} {pos}/{len} images {eta}") {
         bar.set_style(style);
     }
+    let width = opts.channels * size.0 * size.1;
+    super::check_memory(dir, (files.len() * width) as u64 * 4, super::memory_limit())?;
     let decoded: Vec<std::result::Result<Vec<f32>, String>> = files
         .par_iter()
         .map(|(_, p)| {
@@ -153,7 +155,6 @@ pub fn read(dir: &Path, opts: &ReadOptions, known: Option<&Known>) -> Result<Raw
         })
         .collect();
     bar.finish_and_clear();
-    let width = opts.channels * size.0 * size.1;
     let mut raw = Raw {
         x: Vec::with_capacity(files.len() * width),
         width,

@@ -248,6 +248,42 @@ pub fn index_labels(raw: &[String], path: &Path) -> Result<(Vec<String>, Vec<u8>
     Ok((names, labels))
 }
 
+/// The memory a loaded data set may take: what the system reports available now (Linux's
+/// MemAvailable), or `DESCENT_MEMORY_LIMIT` (bytes) where that is smaller; None where neither
+/// is known.
+pub fn memory_limit() -> Option<u64> {
+    let env = std::env::var("DESCENT_MEMORY_LIMIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let avail = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    match (env, avail) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Refuses a data set whose f32 matrix needs `bytes` when that is more than `limit` (from
+/// [`memory_limit`]), before the allocation is attempted.
+pub fn check_memory(path: &Path, bytes: u64, limit: Option<u64>) -> Result<()> {
+    match limit {
+        Some(l) if bytes > l => Err(Error::Data {
+            path: path.to_owned(),
+            msg: format!(
+                "the data needs {} MB as f32, more than the {} MB of memory available; use a subset (--limit, or a smaller file)",
+                bytes.div_ceil(1 << 20),
+                l >> 20
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn check_class_count(n: usize, path: &Path) -> Result<()> {
     if n > MAX_CLASSES {
         return Err(Error::Data {
