@@ -653,3 +653,44 @@ fn a_data_set_too_big_for_memory_is_refused() {
         "{err}"
     );
 }
+
+/// The confusion heatmap of a table model shows its class names (upright above the columns
+/// when they are wider than a cell), not indices: the figure grows to hold them.
+#[test]
+fn confusion_heatmap_makes_room_for_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    write_csv(&csv, true, &table(120, 1));
+    let src = format!("csv:{}", csv.display());
+    let ck = dir.path().join("m.safetensors");
+    let (ok, out, err) = train(&[
+        "--device",
+        "cpu",
+        "--data",
+        &src,
+        "--save",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let png = dir.path().join("c.png");
+    let (ok, _, err) = descent(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--data",
+        &src,
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--confusion-png",
+        png.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let img = image::open(&png).unwrap();
+    // Three 54-px cells: 392 px tall with digit labels; "versicolor" upright adds its width.
+    assert!(
+        img.height() > 392 && img.width() >= 640,
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
+}

@@ -140,6 +140,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// --device (the GPU path reports only sums).
 struct PerSample {
     confusion: Confusion,
+    /// The class names, for the heatmap's axes.
+    names: Vec<String>,
     mistakes: Vec<Mistake>,
     /// The pictures' title lines' common part: model, dataset, device, optimizer.
     title: String,
@@ -162,6 +164,7 @@ impl PerSample {
         }
         Some(PerSample {
             confusion: Confusion::new(&test.labels, &probs),
+            names: class_names(ck),
             mistakes: analysis::confident_mistakes(&test.labels, &probs, args.errors),
             title,
             test: Arc::clone(test),
@@ -199,6 +202,7 @@ impl PerSample {
             let fig = ConfusionFigure {
                 title: vec!["confusion matrix".to_owned(), self.title.clone()],
                 confusion: &self.confusion,
+                names: &self.names,
             };
             plot::render(&fig, path)?;
             eprintln!("wrote {}", path.display());

@@ -2,6 +2,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::FontTransform;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{DrawResult, Figure, draw_title, font, sequential};
@@ -10,6 +11,13 @@ use crate::analysis::Confusion;
 pub struct ConfusionFigure<'a> {
     pub title: Vec<String>,
     pub confusion: &'a Confusion,
+    /// The class names the axes show (the digits for MNIST), one per class.
+    pub names: &'a [String],
+}
+
+/// About how wide a label is at the axis font (15 px): 8.5 px a character.
+fn label_px(names: &[String]) -> i32 {
+    names.iter().map(|n| n.chars().count()).max().unwrap_or(1) as i32 * 17 / 2
 }
 
 const CELL: i32 = 54;
@@ -26,19 +34,41 @@ fn cell(classes: usize) -> i32 {
 const LEFT: i32 = 110;
 const TOP: i32 = 150;
 
+impl ConfusionFigure<'_> {
+    /// Room left of the grid: the row labels, right-aligned, then the axis name.
+    fn left(&self) -> i32 {
+        LEFT.max(label_px(self.names) + 90)
+    }
+
+    /// Names wider than a cell stand upright above their columns.
+    fn upright(&self) -> bool {
+        label_px(self.names) > cell(self.confusion.classes()) - 6
+    }
+
+    /// Room above the grid: the title, the axis name and the column labels.
+    fn top(&self) -> i32 {
+        if self.upright() {
+            TOP.max(110 + label_px(self.names))
+        } else {
+            TOP
+        }
+    }
+}
+
 impl Figure for ConfusionFigure<'_> {
     fn size(&self) -> (u32, u32) {
         let n = self.confusion.classes();
         let grid = cell(n) * n as i32;
         // Wide enough for the title lines, however few the classes.
         (
-            (LEFT + grid + 110).max(640) as u32,
-            (TOP + grid + 80) as u32,
+            (self.left() + grid + 110).max(640) as u32,
+            (self.top() + grid + 80) as u32,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         draw_title(root, &self.title)?;
+        let (left, top) = (self.left(), self.top());
         let c = self.confusion;
         let classes = c.classes();
         let cell_px = cell(classes);
@@ -50,21 +80,41 @@ impl Figure for ConfusionFigure<'_> {
         let precision_every = every(48) as usize;
         let centre = |style: TextStyle<'static>| style.pos(Pos::new(HPos::Center, VPos::Center));
         let centred = |size: f64| centre(font(size));
-        // Axis names and class numbers: predicted across the top, true down the left.
+        // Axis names and class names: predicted across the top, true down the left.
+        let up = if self.upright() {
+            label_px(self.names) - 8
+        } else {
+            16
+        };
         root.draw_text(
             "predicted class",
             &centred(15.0),
-            (LEFT + grid / 2, TOP - 42),
+            (left + grid / 2, top - 26 - up),
         )?;
-        root.draw_text("true", &centred(15.0), (LEFT - 62, TOP + grid / 2 - 9))?;
-        root.draw_text("class", &centred(15.0), (LEFT - 62, TOP + grid / 2 + 9))?;
+        let axis_x = (left - 28 - label_px(self.names)).min(left - 62);
+        root.draw_text("true", &centred(15.0), (axis_x, top + grid / 2 - 9))?;
+        root.draw_text("class", &centred(15.0), (axis_x, top + grid / 2 + 9))?;
+        let upright = self.upright();
         for k in (0..classes as i32).step_by(label_every) {
             let mid = k * cell_px + cell_px / 2;
-            root.draw_text(&k.to_string(), &centred(15.0), (LEFT + mid, TOP - 16))?;
-            root.draw_text(&k.to_string(), &centred(15.0), (LEFT - 18, TOP + mid))?;
+            let name = self
+                .names
+                .get(k as usize)
+                .cloned()
+                .unwrap_or_else(|| k.to_string());
+            if upright {
+                let style = font(15.0)
+                    .transform(FontTransform::Rotate270)
+                    .pos(Pos::new(HPos::Left, VPos::Center));
+                root.draw_text(&name, &style, (left + mid, top - 8))?;
+            } else {
+                root.draw_text(&name, &centred(15.0), (left + mid, top - 16))?;
+            }
+            let right = font(15.0).pos(Pos::new(HPos::Right, VPos::Center));
+            root.draw_text(&name, &right, (left - 10, top + mid))?;
         }
-        root.draw_text("recall", &centred(14.0), (LEFT + grid + 50, TOP - 16))?;
-        root.draw_text("precision", &centred(14.0), (LEFT - 50, TOP + grid + 20))?;
+        root.draw_text("recall", &centred(14.0), (left + grid + 50, top - 16))?;
+        root.draw_text("precision", &centred(14.0), (left - 50, top + grid + 20))?;
         for t in 0..classes {
             let row: u64 = c.counts[t].iter().sum();
             for p in 0..classes {
@@ -73,7 +123,7 @@ impl Figure for ConfusionFigure<'_> {
                 // mistakes still shows against the diagonal.
                 let share = if row > 0 { n as f64 / row as f64 } else { 0.0 };
                 let shade = share.sqrt();
-                let (x, y) = (LEFT + p as i32 * cell_px, TOP + t as i32 * cell_px);
+                let (x, y) = (left + p as i32 * cell_px, top + t as i32 * cell_px);
                 root.draw(&Rectangle::new(
                     [(x, y), (x + cell_px, y + cell_px)],
                     sequential(shade).filled(),
@@ -93,19 +143,19 @@ impl Figure for ConfusionFigure<'_> {
                 root.draw_text(
                     &pct(c.recall(t)),
                     &centre(font(13.0)),
-                    (LEFT + grid + 50, TOP + mid),
+                    (left + grid + 50, top + mid),
                 )?;
             }
             if t % precision_every == 0 {
                 root.draw_text(
                     &pct(c.precision(t)),
                     &centre(font(13.0)),
-                    (LEFT + mid, TOP + grid + 20),
+                    (left + mid, top + grid + 20),
                 )?;
             }
         }
         root.draw(&Rectangle::new(
-            [(LEFT, TOP), (LEFT + grid, TOP + grid)],
+            [(left, top), (left + grid, top + grid)],
             RGBColor(120, 120, 120),
         ))?;
         let note = format!(
@@ -114,7 +164,7 @@ impl Figure for ConfusionFigure<'_> {
             c.correct(),
             100.0 * c.accuracy()
         );
-        root.draw_text(&note, &centred(13.0), (LEFT + grid / 2, TOP + grid + 52))?;
+        root.draw_text(&note, &centred(13.0), (left + grid / 2, top + grid + 52))?;
         Ok(())
     }
 }
