@@ -136,6 +136,15 @@ impl GpuContext {
             .min(have.max_storage_buffers_per_shader_stage);
         // Ask for all the adapter has: bigger models then fit without asking the user.
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+        // DESCENT_MAX_STORAGE_BINDING (bytes) asks for less: how tests run data sets bigger
+        // than one binding without hundreds of megabytes, and how one tries a smaller GPU.
+        if let Some(cap) = std::env::var("DESCENT_MAX_STORAGE_BINDING")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            limits.max_storage_buffer_binding_size =
+                cap.max(4096).min(limits.max_storage_buffer_binding_size);
+        }
         limits.max_buffer_size = have.max_buffer_size;
         limits.max_uniform_buffer_binding_size = have.max_uniform_buffer_binding_size;
         limits.max_compute_workgroup_size_x = 256;
