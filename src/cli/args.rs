@@ -15,6 +15,7 @@ use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
 use crate::model::{self, Activation, Init, Loss, ModelSpec, TrainedOn};
 use crate::optim::OptimConfig;
 use crate::sources::{self, Header, Missing, Normalize, Preprocess, ReadOptions, Request, Source};
+pub use crate::{check_output_dir, check_output_file};
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -310,59 +311,4 @@ pub fn eval_backend(
             seed: 0,
         },
     )
-}
-
-/// Fails before any work when the file `path` cannot be written: its directory must exist and
-/// be writable, and the path itself must not be a directory.
-pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
-    let bad = |why: String| {
-        Err(Error::InvalidArg(format!(
-            "{flag} {}: {why}",
-            path.display()
-        )))
-    };
-    if path.is_dir() {
-        return bad("is a directory; give a file name".into());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return bad(format!("directory {} does not exist", dir.display()));
-    }
-    check_writable(flag, path, dir)
-}
-
-/// Fails before any work unless `dir` is a directory we can write in, or can be created (its
-/// parent exists). Creates it.
-pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
-    let bad = |why: String| {
-        Err(Error::InvalidArg(format!(
-            "{flag} {}: {why}",
-            dir.display()
-        )))
-    };
-    if dir.exists() && !dir.is_dir() {
-        return bad("exists and is not a directory".into());
-    }
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::InvalidArg(format!("{flag} {}: cannot create it ({e})", dir.display()))
-        })?;
-    }
-    check_writable(flag, dir, dir)
-}
-
-/// Creates and removes a temp file in `dir`: the only sure test that a later write will work.
-fn check_writable(flag: &str, path: &Path, dir: &Path) -> Result<()> {
-    crate::temp_file_in(dir, ".descent-check-")
-        .map(drop)
-        .map_err(|e| {
-            Error::InvalidArg(format!(
-                "{flag} {}: cannot write in {} ({e})",
-                path.display(),
-                dir.display()
-            ))
-        })
 }

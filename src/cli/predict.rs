@@ -9,7 +9,6 @@ use crate::analysis::{logits, probabilities, ranked};
 use crate::data::PIXELS;
 use crate::error::{Error, Result};
 use crate::model::{self, Activation};
-use crate::plot::check_output_path;
 use crate::predict::prepare_gray;
 use crate::sources::{self, Known, Missing, Preprocess, ReadOptions};
 
@@ -52,7 +51,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                     p.display()
                 )));
             }
-            check_output_path("--show-input", p)?;
+            crate::check_output_file("--show-input", p)?;
             if args.images.len() == 1 {
                 vec![p.clone()]
             } else {

@@ -54,31 +54,8 @@ pub fn check_picture_path(flag: &str, path: &Path) -> Result<Format> {
             )));
         }
     };
-    check_output_path(flag, path)?;
+    crate::check_output_file(flag, path)?;
     Ok(format)
-}
-
-/// Fails when `path` is a directory or its directory does not exist, so a typo costs nothing.
-pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::InvalidArg(format!(
-            "{flag} {}: is a directory; give a file name",
-            path.display()
-        )));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArg(format!(
-            "{flag} {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )))
-    }
 }
 
 fn register_font() {
