@@ -13,6 +13,7 @@ use crate::gpu::{Gpu, GpuBackend};
 use crate::model::{Init, ModelSpec};
 use crate::optim::{OptimConfig, Schedule};
 use crate::prune::{Gradual, GradualPruning};
+use crate::rng;
 use crate::train::{self, EpochRecord, Observer, Outcome, Position, TrainConfig};
 
 /// One cure for overfitting, with its strength.
@@ -79,6 +80,37 @@ pub struct Experiment {
     pub test: Arc<Dataset>,
     /// Held-out samples early stopping watches (not trained on by any run).
     pub val: Arc<Dataset>,
+    /// The training samples given a wrong label, with that label (empty without label noise):
+    /// how many of them a run predicts as labelled is how much noise it memorised.
+    pub noisy: Arc<Dataset>,
+}
+
+/// The RNG stream of the label noise (beside those in `rng::stream`): which samples get a wrong
+/// label, and which.
+const LABEL_NOISE: u32 = 0x6000_0000;
+
+/// Gives exactly `round(fraction · n)` samples of `d` a wrong label, each a uniformly drawn
+/// other class, keyed by (seed, stream) so every run of the experiment sees the same noise.
+/// Returns the indices of the samples it changed.
+pub fn add_label_noise(d: &mut Dataset, fraction: f64, seed: u32, stream: u32) -> Vec<u32> {
+    let n = d.len();
+    let k = d.classes;
+    let flips = ((fraction * n as f64).round() as usize).min(n);
+    if k < 2 || flips == 0 {
+        return Vec::new();
+    }
+    let stream = LABEL_NOISE ^ stream;
+    let mut order = rng::permutation(n, seed, stream);
+    for (j, &i) in order[..flips].iter().enumerate() {
+        let h = rng::hash3(seed, stream ^ 1, j as u32) as u64;
+        // One of the k − 1 other classes, unbiased (multiply-shift, as rng::permutation does).
+        let shift = 1 + ((h * (k as u64 - 1)) >> 32) as usize;
+        let l = &mut d.labels[i as usize];
+        *l = ((*l as usize + shift) % k) as u8;
+    }
+    order.truncate(flips);
+    order.sort_unstable();
+    order
 }
 
 /// One epoch of one run: losses and accuracies measured after the epoch, without dropout.
@@ -101,6 +133,9 @@ pub struct RemedyRun {
     pub final_params: Vec<f32>,
     pub final_train: EvalStats,
     pub final_test: EvalStats,
+    /// The fraction of the wrongly labelled training samples its final weights predict as
+    /// labelled: the noise it memorised (None without label noise).
+    pub memorised: Option<f64>,
     pub stopped_at: Option<usize>,
 }
 
@@ -240,6 +275,8 @@ impl Experiment {
         let mut ws = None;
         let final_train = cpu::evaluate(&spec, &final_params, &self.train, &mut ws);
         let final_test = cpu::evaluate(&spec, &final_params, &self.test, &mut ws);
+        let memorised = (!self.noisy.is_empty())
+            .then(|| cpu::evaluate(&spec, &final_params, &self.noisy, &mut ws).accuracy);
         let stopped_at = match outcome {
             Outcome::EarlyStopped { best_epoch } => Some(best_epoch),
             _ => None,
@@ -252,6 +289,7 @@ impl Experiment {
             final_params,
             final_train,
             final_test,
+            memorised,
             stopped_at,
         })
     }

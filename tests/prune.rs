@@ -12,7 +12,7 @@ use descent::cpu::{self, CpuBackend};
 use descent::gpu::verify::synthetic;
 use descent::model::{self, Activation, Init, Loss, ModelSpec};
 use descent::optim::{OptimConfig, OptimizerKind};
-use descent::overfit::{Experiment, Remedy};
+use descent::overfit::{Experiment, Remedy, add_label_noise};
 use descent::prune;
 
 fn spec(hidden: &[usize]) -> ModelSpec {
@@ -551,8 +551,45 @@ fn prune_refuses_bad_input_before_any_work() {
 }
 
 #[test]
+fn label_noise_changes_exactly_the_fraction_asked_each_to_another_class() {
+    let clean = synthetic(1001, 7);
+    let mut noisy = clean.clone();
+    let changed = add_label_noise(&mut noisy, 0.3, 5, 0);
+    assert_eq!(changed.len(), 300); // round(0.3 · 1001)
+    let differ: Vec<u32> = (0..clean.len() as u32)
+        .filter(|&i| clean.labels[i as usize] != noisy.labels[i as usize])
+        .collect();
+    // Every chosen sample got a different class, and no other sample changed.
+    assert_eq!(differ, changed);
+    assert!(noisy.labels.iter().all(|&l| (l as usize) < noisy.classes));
+    assert_eq!(noisy.images, clean.images);
+    // Every wrong class turns up: the new label is drawn over the other nine, not shifted by one.
+    let mut seen = [false; 10];
+    for &i in &changed {
+        let i = i as usize;
+        seen[(noisy.labels[i] as usize + 10 - clean.labels[i] as usize) % 10] = true;
+    }
+    assert_eq!(
+        seen,
+        [false, true, true, true, true, true, true, true, true, true]
+    );
+    // Seeded: the same call gives the same labels, another seed others.
+    let mut again = clean.clone();
+    assert_eq!(add_label_noise(&mut again, 0.3, 5, 0), changed);
+    assert_eq!(again.labels, noisy.labels);
+    let mut other = clean.clone();
+    assert_ne!(add_label_noise(&mut other, 0.3, 6, 0), changed);
+    let mut none = clean.clone();
+    assert!(add_label_noise(&mut none, 0.0, 5, 0).is_empty());
+    assert_eq!(none.labels, clean.labels);
+}
+
+#[test]
 fn overfit_runs_each_remedy_from_the_same_weights_and_the_plain_run_overfits() {
     // The library: identical initial weights for every run of one architecture.
+    let mut train = synthetic(120, 1);
+    let wrong = add_label_noise(&mut train, 0.25, 4, 0);
+    let noisy = train.select(&wrong);
     let exp = Experiment {
         spec: spec(&[24]),
         epochs: 3,
@@ -560,9 +597,10 @@ fn overfit_runs_each_remedy_from_the_same_weights_and_the_plain_run_overfits() {
         optim: OptimConfig::sgd(0.9),
         lr: 0.05,
         seed: 4,
-        train: Arc::new(synthetic(120, 1)),
+        train: Arc::new(train),
         test: Arc::new(synthetic(60, 2)),
         val: Arc::new(synthetic(30, 3)),
+        noisy: Arc::new(noisy),
     };
     let remedies = [
         Remedy::None,
@@ -583,6 +621,7 @@ fn overfit_runs_each_remedy_from_the_same_weights_and_the_plain_run_overfits() {
     assert_eq!(runs[5].initial, runs[5].spec.init_params(Init::Auto, 4));
     for r in &runs {
         assert!(!r.points.is_empty() && r.points.len() <= 3);
+        assert!(r.memorised.is_some_and(|m| (0.0..=1.0).contains(&m)));
     }
     assert!(prune::weight_sparsity(&runs[4].spec, &runs[4].final_params) >= 0.49);
 
@@ -639,6 +678,12 @@ fn overfit_runs_each_remedy_from_the_same_weights_and_the_plain_run_overfits() {
     // Three panels across, two rows.
     assert_eq!((img.width(), img.height()), (3 * 420, 2 * 300 + 80));
 
+    assert!(out.contains("30% of labels wrong"), "{out}");
+    // The memorised noise: a percentage in every row.
+    assert!(rows.iter().all(|r| r[8].ends_with('%')), "{out}");
+
+    let (ok, _, err) = descent(&["overfit", "--label-noise", "1"]);
+    assert!(!ok && err.contains("--label-noise 1"), "{err}");
     let (ok, _, err) = descent(&["overfit", "--remedies", "none,garlic"]);
     assert!(
         !ok && err.contains("--remedies") && err.contains("garlic"),

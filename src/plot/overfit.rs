@@ -71,10 +71,27 @@ fn panel<DB: DrawingBackend>(
     x1: f64,
     ymax: f64,
 ) -> DrawResult<DB> {
+    // Two lines above the chart: the run, then its verdict (the table's gaps), kept off the
+    // curves, which can run anywhere in the plot.
     let caption = format!("{} ({})", run.remedy.name(), run.remedy.strength());
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, font(15.0))
+    let verdict = format!(
+        "gap at the end: accuracy {:.1} pp, loss {:.2} · test acc {:.1}%",
+        100.0 * run.gap(),
+        run.loss_gap(),
+        100.0 * run.final_test.accuracy,
+    );
+    let (head, body) = area.split_vertically(44);
+    let w = head.dim_in_pixel().0 as i32;
+    for (text, style, y) in [
+        (caption, font(15.0), 6),
+        (verdict, font(12.0).color(&RGBColor(70, 70, 70)), 26),
+    ] {
+        let (tw, _) = head.estimate_text_size(&text, &style)?;
+        head.draw_text(&text, &style, ((w - tw as i32) / 2, y))?;
+    }
+    let mut chart = ChartBuilder::on(&body)
         .margin(8)
+        .margin_top(2)
         .x_label_area_size(36)
         .y_label_area_size(48)
         .build_cartesian_2d(1.0..x1, 0.0..ymax)?;
@@ -127,15 +144,5 @@ fn panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(190, 190, 190))
         .draw()?;
-    // The verdict, in the panel's lower right, clear of the curves' start.
-    let (w, h) = area.dim_in_pixel();
-    let text = format!(
-        "loss gap {:.2} · test acc {:.1}%",
-        run.loss_gap(),
-        100.0 * run.final_test.accuracy,
-    );
-    let style = font(12.0);
-    let (tw, _) = area.estimate_text_size(&text, &style)?;
-    area.draw_text(&text, &style, (w as i32 - tw as i32 - 16, h as i32 - 58))?;
     Ok(())
 }
