@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the pictures of the overfitting section of docs/guide.md in docs/guide/ (make-guide.sh runs it): `descent overfit` with its
-# defaults (about a minute on 2 cores), then a small model trained and pruned at five sparsities
+# defaults (under a minute on 2 cores), then a small model trained and pruned at five sparsities
 # (another minute or two). Everything on the CPU, seeded. Run from anywhere:
 #   MNIST_MIRROR=file:///path/to/mnist docs/make-overfit-pictures.sh
 set -euo pipefail
