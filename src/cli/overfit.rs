@@ -26,7 +26,8 @@ pub struct OverfitArgs {
     pub limit: usize,
     /// Give this fraction of the training (and validation) samples a wrong label, a random other
     /// class: noise a big network memorises and the remedies resist, as with real labels. The
-    /// test set stays clean. 0 shows clean MNIST, where only the norm-limiting remedies help.
+    /// test set stays clean. At 0 (the labels as given) pruning and the smaller network widen
+    /// the accuracy gap: 1,000 clean samples are easy to memorise even with fewer weights.
     #[arg(long, default_value_t = 0.3, value_name = "F")]
     pub label_noise: f64,
     /// Evaluate on the first N test samples [default: all].
@@ -42,8 +43,8 @@ pub struct OverfitArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// The update rule (momentum 0.9 for sgd and nesterov). Adam, because at SGD's usual rates a
-    /// small network memorises the noise as fast as a big one.
+    /// The update rule (momentum 0.9 for sgd and nesterov). Adam by default: at SGD's rate the
+    /// pruned network memorises the wrong labels as fully as the plain one.
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerKind,
     /// The learning rate, constant [default: 0.001 for adam and adamw, 0.05 for sgd and nesterov].
