@@ -41,12 +41,13 @@ fn num(v: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("`{key}` is not a number: {v}"))
 }
 
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 12] = [
     "batch",
     "samples_per_s_step",
     "samples_per_s_epoch",
     "ms_per_step",
     "gflops",
+    "peak_share",
     "dispatches_per_step",
     "submits_per_step",
     "plan_dispatches",
@@ -174,6 +175,7 @@ fn quick_run_compares_cpu_and_gpu_and_its_json_has_every_field() {
             assert_eq!(num(f, "batch") as u64, b);
             assert!(num(f, "samples_per_s_step") > 0.0, "{f}");
             assert!(num(f, "first_step_ms") > 0.0, "{f}");
+            assert!(num(f, "peak_share") > 0.0, "{f}");
             if d["kind"] == "gpu" {
                 // The counters agree with the plan: every step here is a whole batch (n divides).
                 assert_eq!(

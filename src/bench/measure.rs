@@ -62,6 +62,8 @@ pub struct StepFigures {
     pub ms_per_step: f64,
     /// Model FLOPs per second at the step rate (forward and backward products).
     pub gflops: f64,
+    /// gflops as a share of the device's square-matmul peak (filled in by the report).
+    pub peak_share: Option<f64>,
     /// GPU: dispatches and submits per step, from the backend's own counters.
     pub dispatches_per_step: Option<f64>,
     pub submits_per_step: Option<f64>,
@@ -82,7 +84,8 @@ pub struct Effort {
     /// Seconds to keep measuring one configuration (at least `rounds` rounds either way).
     pub seconds: f64,
     pub rounds: usize,
-    /// Samples a round covers at least (one step if the batch is bigger).
+    /// Samples a round covers (one step if the batch is bigger), fewer when a round would
+    /// take more than its share of `seconds`.
     pub round_samples: usize,
     /// An epoch is timed whole only when the step rate says it takes at most this.
     pub epoch_seconds: f64,
@@ -116,7 +119,7 @@ pub fn measure(device: &Device, setup: Setup, lr: f32, effort: &Effort) -> Resul
     };
 
     // Rounds of whole steps from the start of an epoch; the first warms up and is not counted.
-    let steps = (effort.round_samples / batch).clamp(1, steps_per_epoch);
+    let mut steps = (effort.round_samples / batch).clamp(1, steps_per_epoch);
     let mut rates = Vec::new();
     let (mut encode_s, mut encode_steps) = (0.0, 0usize);
     let (mut dispatches, mut submits, mut counted_steps) = (0usize, 0usize, 0usize);
@@ -141,6 +144,13 @@ pub fn measure(device: &Device, setup: Setup, lr: f32, effort: &Effort) -> Resul
         }
         built.backend().end_epoch()?;
         let dt = t.elapsed().as_secs_f64();
+        // A slow device gets shorter rounds, so --rounds of them fit in about --seconds.
+        if round == 0 && effort.seconds > 0.0 {
+            let fit = effort.seconds / (effort.rounds + 1) as f64;
+            if dt > fit {
+                steps = ((steps as f64 * fit / dt) as usize).max(1);
+            }
+        }
         if round > 0 {
             rates.push(samples as f64 / dt);
             if let (Some(a), Some(z)) = (before, built.counters()) {
@@ -182,6 +192,7 @@ pub fn measure(device: &Device, setup: Setup, lr: f32, effort: &Effort) -> Resul
         samples_per_s_epoch,
         ms_per_step: 1e3 * batch.min(n) as f64 / rate,
         gflops: rate * flops_per_sample / 1e9,
+        peak_share: None,
         dispatches_per_step: if is_gpu { per_step(dispatches) } else { None },
         submits_per_step: if is_gpu { per_step(submits) } else { None },
         plan_dispatches,

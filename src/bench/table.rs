@@ -43,7 +43,7 @@ struct Figure {
     ratio: bool,
 }
 
-const FIGURES: [Figure; 8] = [
+const FIGURES: [Figure; 9] = [
     Figure {
         name: "samples/s, per step",
         get: |f| Some(f.samples_per_s_step),
@@ -67,6 +67,12 @@ const FIGURES: [Figure; 8] = [
         get: |f| Some(f.gflops),
         show: sig,
         ratio: true,
+    },
+    Figure {
+        name: "% of the device's matmul peak",
+        get: |f| f.peak_share.map(|s| 100.0 * s),
+        show: |v| format!("{v:.0}%"),
+        ratio: false,
     },
     Figure {
         name: "dispatches per step",
@@ -115,7 +121,7 @@ impl Report {
         )?;
         writeln!(
             out,
-            "each figure: median of ≥{} rounds of ≥{} samples after a warm-up round, ≥{} s per device and point; \
+            "each figure: median of ≥{} rounds of up to {} samples (fewer on a slow device) after a warm-up round, ≥{} s per device and point; \
              an epoch is timed whole when it takes ≤{} s",
             c.effort.rounds, c.effort.round_samples, c.effort.seconds, c.effort.epoch_seconds
         )?;
@@ -306,8 +312,8 @@ impl Display for Report {
         self.write_main(&mut out)?;
         writeln!(
             out,
-            "\npeak: the best matrix product each device reaches, {}³:",
-            self.config.peak_size
+            "\npeak: the best square matrix product each device reaches, sides {}/4 to {}:",
+            self.config.peak_size, self.config.peak_size
         )?;
         for d in &self.devices {
             writeln!(

@@ -332,6 +332,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `784-128-10 (relu, xent, 101770 params)` with `layers` hidden layers as `784-w-10 (relu,
+/// xent)`: the model of a width sweep.
+fn width_shape(model: &str, layers: usize) -> String {
+    let (sizes, rest) = model.split_once(' ').unwrap_or((model, ""));
+    let sizes: Vec<&str> = sizes.split('-').collect();
+    let (first, last) = (
+        sizes.first().copied().unwrap_or("?"),
+        sizes.last().copied().unwrap_or("?"),
+    );
+    let kinds: Vec<&str> = rest.trim_matches(['(', ')']).split(", ").take(2).collect();
+    format!(
+        "{first}-{}-{last} ({}), w = each hidden width",
+        vec!["w"; layers].join("-"),
+        kinds.join(", ")
+    )
+}
+
 /// samples/s per step against the swept quantity, a curve per device.
 fn figure(r: &bench::Report) -> BenchFigure {
     let c = &r.config;
@@ -367,16 +384,22 @@ fn figure(r: &bench::Report) -> BenchFigure {
                 .collect(),
         })
         .collect();
-    let model = match c.axis {
-        Axis::Batch => format!("{} · full batch = {}", c.model, c.train_samples),
-        Axis::Width => format!("{} hidden layer(s) of each width", c.hidden.len().max(1)),
+    let (model, samples) = match c.axis {
+        Axis::Batch => (
+            c.model.clone(),
+            format!("full batch = all {} training samples", c.train_samples),
+        ),
+        Axis::Width => (
+            width_shape(&r.config.model, c.hidden.len().max(1)),
+            format!("{} training samples", c.train_samples),
+        ),
     };
     BenchFigure {
         title: vec![
             format!("descent bench: training throughput over {sweep}, each device"),
             format!(
-                "{model} · {} lr {} · {} training samples · {} · {} cores",
-                c.optimizer, c.lr, c.train_samples, r.machine.cpu_model, r.machine.cores
+                "{model} · {} lr {} · {samples} · {} · {} cores",
+                c.optimizer, c.lr, r.machine.cpu_model, r.machine.cores
             ),
         ],
         x_desc,

@@ -75,9 +75,31 @@ impl Figure for BenchFigure {
                 });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, colour.filled())))?;
         }
+        // The legend goes in the corner farthest from every point, so it hides none.
+        let (lx0, lx1, ly0, ly1) = (x0.ln(), x1.ln(), y0.ln(), y1.ln());
+        let corners = [
+            (SeriesLabelPosition::UpperRight, (1.0, 1.0)),
+            (SeriesLabelPosition::LowerRight, (1.0, 0.0)),
+            (SeriesLabelPosition::UpperLeft, (0.0, 1.0)),
+            (SeriesLabelPosition::LowerLeft, (0.0, 0.0)),
+        ];
+        let clearance = |(cx, cy): (f64, f64)| {
+            all()
+                .filter(|p| positive(&p.0) && positive(&p.1))
+                .map(|p| {
+                    let u = (p.0.ln() - lx0) / (lx1 - lx0);
+                    let v = (p.1.ln() - ly0) / (ly1 - ly0);
+                    (u - cx).abs().max((v - cy).abs())
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let corner = corners
+            .into_iter()
+            .max_by(|a, b| clearance(a.1).total_cmp(&clearance(b.1)))
+            .map_or(SeriesLabelPosition::UpperRight, |c| c.0);
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(corner)
             .label_font(font(14.0))
             .background_style(WHITE.mix(0.9))
             .border_style(RGBColor(150, 150, 150))
