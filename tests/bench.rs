@@ -197,6 +197,10 @@ fn quick_run_compares_cpu_and_gpu_and_its_json_has_every_field() {
     assert_eq!(tables.len(), devices.len() - 1, "one table per GPU");
     for t in tables {
         keys(t, &["gpu", "batch", "gpu_clock", "rows"]);
+        // The adapter's own clock where it has timestamp queries, the wall clock otherwise.
+        let stamps = devices[num(t, "gpu") as usize]["timestamp_queries"] == Value::Bool(true);
+        let clock = field(t, "gpu_clock").as_str().unwrap();
+        assert_eq!(clock.starts_with("timestamp queries"), stamps, "{clock}");
         let rows = field(t, "rows").as_array().unwrap();
         let plan = num(&points[1]["devices"][1], "plan_dispatches") as usize;
         assert_eq!(num(t, "batch"), 16.0);
@@ -205,13 +209,22 @@ fn quick_run_compares_cpu_and_gpu_and_its_json_has_every_field() {
             keys(
                 row,
                 &[
-                    "kernel", "label", "form", "rows", "flops", "bytes", "gpu_us", "cpu_us",
+                    "kernel",
+                    "label",
+                    "form",
+                    "rows",
+                    "flops",
+                    "bytes",
+                    "gpu_us",
+                    "gpu_wall_us",
+                    "cpu_us",
                 ],
             );
             assert!(
                 num(row, "gpu_us") > 0.0 && num(row, "cpu_us") > 0.0,
                 "{row}"
             );
+            assert!(num(row, "gpu_wall_us") > 0.0, "{row}");
         }
         assert!(rows.iter().any(|r| r["kernel"] == "matmul_forward"));
     }

@@ -26,8 +26,10 @@ fn sig(v: f64) -> String {
         format!("{v:.1}")
     } else if v >= 1.0 {
         format!("{v:.2}")
-    } else {
+    } else if v >= 0.01 || v == 0.0 {
         format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
     }
 }
 
@@ -135,7 +137,7 @@ impl Report {
             match d.kind {
                 "gpu" => writeln!(
                     out,
-                    "- {}: {} {}, driver {} {}; matmul {} (chosen {}); adapter opened and pipelines compiled in {:.0} ms; timestamp queries: {}",
+                    "- {}: {} {}, driver {} {}; matmul {} ({}); adapter opened and pipelines compiled in {:.0} ms; timestamp queries: {}",
                     d.label,
                     d.backend.as_deref().unwrap_or("?"),
                     d.device_type.as_deref().unwrap_or("?"),
@@ -145,9 +147,9 @@ impl Report {
                     d.kernel_choice.as_deref().unwrap_or("?"),
                     d.open_ms,
                     if d.timestamp_queries == Some(true) {
-                        "yes (not used yet: the wall clock times each dispatch)"
+                        "yes (they time the kernel table)"
                     } else {
-                        "no"
+                        "no (the wall clock times the kernel table)"
                     },
                 )?,
                 _ => writeln!(out, "- cpu: {}, {} threads", d.name, d.threads)?,
@@ -230,9 +232,9 @@ impl Report {
         let mut rule = "|---:|---|---|".to_owned();
         if gpu.is_some() {
             header.push_str(
-                " form | gpu µs | gpu GFLOP/s or GB/s | % of gpu peak | share of gpu step |",
+                " form | gpu wall µs | gpu µs | gpu GFLOP/s or GB/s | % of gpu peak | share of gpu step |",
             );
-            rule.push_str("---|---:|---:|---:|---:|");
+            rule.push_str("---|---:|---:|---:|---:|---:|");
         }
         if cpu.is_some() {
             header.push_str(" cpu µs | cpu GFLOP/s or GB/s | % of cpu peak | share of cpu step |");
@@ -266,7 +268,12 @@ impl Report {
         for (i, r) in t.rows.iter().enumerate() {
             let mut row = format!("| {i} | {} | {} |", r.kernel, r.label);
             if gpu.is_some() {
-                write!(row, " {} |", r.form.as_deref().unwrap_or(""))?;
+                write!(
+                    row,
+                    " {} | {} |",
+                    r.form.as_deref().unwrap_or(""),
+                    opt(r.gpu_wall_us, sig)
+                )?;
                 row.push_str(&cells(r.gpu_us, r, gpu_peak, sum_gpu));
             }
             if cpu.is_some() {
@@ -355,6 +362,7 @@ mod tests {
         assert_eq!(thousands(999.0), "999");
         assert_eq!(sig(0.01234), "0.012");
         assert_eq!(sig(12.345), "12.3");
+        assert_eq!(sig(0.00016), "1.6e-4");
         assert_eq!(short("gpu: llvmpipe (LLVM 19.1.7, 256 bits)"), "llvmpipe");
     }
 }
