@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod data;

@@ -3,6 +3,7 @@
 //! extension. Text uses a font embedded in the binary, so a machine without fonts (CI) draws the
 //! same labels.
 
+pub mod bench;
 pub mod confusion;
 pub mod curves;
 pub mod grid;

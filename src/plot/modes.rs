@@ -180,7 +180,7 @@ pub fn segments(
 }
 
 /// Short tick labels: 1, 2.5, 100, 12k, 1.2M.
-fn tick(v: f64) -> String {
+pub fn tick(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
