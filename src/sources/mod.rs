@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod idx;
+#[cfg(feature = "native")]
 pub mod images;
 pub mod inspect;
 
@@ -302,7 +303,14 @@ pub fn read(src: &Source, opts: &ReadOptions, known: Option<&Known>) -> Result<R
     match src {
         Source::Csv(p) => csv::read(p, opts, known),
         Source::Idx { images, labels, .. } => idx::read(images, labels, known),
+        #[cfg(feature = "native")]
         Source::Images(d) => images::read(d, opts, known),
+        // Folders of image files are read on threads, with a progress bar: natively only.
+        #[cfg(not(feature = "native"))]
+        Source::Images(d) => Err(Error::Data {
+            path: d.clone(),
+            msg: "image folders are read by the native build only".into(),
+        }),
     }
 }
 
