@@ -1,0 +1,107 @@
+// The page end to end in headless Chromium, driven by playwright-core: load, train a short run
+// on a small subset, draw a digit with pointer events, see a prediction, download the
+// checkpoint (checked by `descent eval` in run.sh), reject a file that is not a checkpoint,
+// load the downloaded one back. Writes OUT/page.png (after training) and OUT/web.safetensors.
+//
+//   node web/tests/e2e.mjs DIST OUT        (run.sh builds DIST and runs this)
+import { createServer } from 'node:http';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [dist, out] = process.argv.slice(2);
+if (!dist || !out) {
+  console.error('usage: node e2e.mjs DIST OUT');
+  process.exit(2);
+}
+await mkdir(out, { recursive: true });
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+const server = createServer(async (req, res) => {
+  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^\/+/, '');
+  const file = path || 'index.html';
+  try {
+    const body = await readFile(join(dist, file));
+    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
+    res.end(body);
+  } catch {
+    res.writeHead(404);
+    res.end('not found');
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+    '--disable-component-update', '--no-first-run'],
+});
+let failed = false;
+const check = (ok, what) => {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) failed = true;
+};
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  await page.waitForFunction(() => !document.getElementById('train').disabled, null, { timeout: 120000 });
+  check((await page.textContent('#status')).includes('60000 training'), 'MNIST loads and is checked');
+  const notice = await page.textContent('#notice');
+  check(/WebGPU/.test(notice) && /CPU/.test(notice), `the notice says where it trains: ${notice}`);
+
+  // A short run: 2 epochs of 3000 samples.
+  await page.fill('#limit', '3000');
+  await page.fill('#epochs', '2');
+  const t0 = Date.now();
+  await page.click('#train');
+  await page.waitForFunction(() => /Done/.test(document.getElementById('status').textContent), null, { timeout: 300000 });
+  const secs = (Date.now() - t0) / 1000;
+  const acc = await page.textContent('#accuracy');
+  const speed = await page.textContent('#speed');
+  console.log(`trained in ${secs.toFixed(1)} s: ${await page.textContent('#status')} | ${speed}`);
+  check(/^\d+\.\d\d%$/.test(acc) && parseFloat(acc) > 80, `test accuracy after 2 epochs of 3000 samples: ${acc}`);
+
+  // A blank canvas: no prediction, a hint.
+  check((await page.textContent('#prediction')) === '–', 'no prediction before drawing');
+  // Draw a "1": one vertical stroke with pointer events.
+  const box = await page.locator('#draw').boundingBox();
+  await page.mouse.move(box.x + 140, box.y + 50);
+  await page.mouse.down();
+  for (let y = 50; y <= 230; y += 10) await page.mouse.move(box.x + 142, box.y + y);
+  await page.mouse.up();
+  await page.waitForFunction(() => /^\d$/.test(document.getElementById('prediction').textContent));
+  const pred = await page.textContent('#prediction');
+  const bars = await page.locator('#bars .bar').count();
+  check(pred === '1', `a drawn vertical stroke reads as ${pred}`);
+  check(bars === 3, `top-3 bars shown (${bars})`);
+  await page.screenshot({ path: join(out, 'page.png'), fullPage: true });
+
+  // Download the checkpoint.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const ck = join(out, 'web.safetensors');
+  await download.saveAs(ck);
+  check(download.suggestedFilename().endsWith('.safetensors'), `downloaded ${download.suggestedFilename()}`);
+
+  // A file that is not a checkpoint: a clear message in the page.
+  await writeFile(join(out, 'junk.safetensors'), 'this is not a checkpoint');
+  await page.setInputFiles('#load', join(out, 'junk.safetensors'));
+  await page.waitForFunction(() => document.getElementById('error').textContent.length > 0);
+  const err = await page.textContent('#error');
+  check(/junk\.safetensors/.test(err) && /not a safetensors/.test(err), `junk is refused: ${err}`);
+
+  // The downloaded checkpoint loads back and scores the same.
+  await page.setInputFiles('#load', ck);
+  await page.waitForFunction(() => /Loaded .*test accuracy/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
+  const acc2 = await page.textContent('#accuracy');
+  check(acc2 === acc, `the downloaded checkpoint loads back with the same accuracy (${acc2})`);
+  if (failed) console.log(logs.join('\n'));
+  await writeFile(join(out, 'accuracy.txt'), `${acc}\n`);
+} finally {
+  await browser.close();
+  server.close();
+}
+process.exit(failed ? 1 : 0);
