@@ -18,9 +18,13 @@ await mkdir(out, { recursive: true });
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
 const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^\/+/, '');
+  let path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^\/+/, '');
+  // /nodata/ is the same page with its MNIST files missing.
+  const nodata = path.startsWith('nodata/');
+  if (nodata) path = path.slice('nodata/'.length);
   const file = path || 'index.html';
   try {
+    if (nodata && file.endsWith('.gz')) throw new Error('missing');
     const body = await readFile(join(dist, file));
     res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
     res.end(body);
@@ -98,6 +102,13 @@ try {
   await page.waitForFunction(() => /Loaded .*test accuracy/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
   const acc2 = await page.textContent('#accuracy');
   check(acc2 === acc, `the downloaded checkpoint loads back with the same accuracy (${acc2})`);
+
+  // Data files missing: a message naming the file, training off, never a blank page.
+  await page.goto(`${url}nodata/`);
+  await page.waitForFunction(() => document.getElementById('error').textContent.length > 0, null, { timeout: 60000 });
+  const nodata = await page.textContent('#error');
+  check(/ubyte\.gz/.test(nodata) && /404/.test(nodata), `missing data is named: ${nodata}`);
+  check(await page.locator('#train').isDisabled(), 'training is off without data');
   if (failed) console.log(logs.join('\n'));
   await writeFile(join(out, 'accuracy.txt'), `${acc}\n`);
 } finally {
