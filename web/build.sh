@@ -4,8 +4,7 @@
 #
 #   web/build.sh [OUT]          # OUT defaults to web/dist
 #
-# Then serve OUT with any static server, e.g. `python3 -m http.server -d web/dist 8000`, and
-# open http://127.0.0.1:8000/.
+# Then serve OUT with `descent web --dir OUT` (it prints the address) or any static server.
 #
 # Needs: Debian's rustc-web/cargo-web/rust-web-src (Rust with a buildable std for wasm32, as
 # /usr/bin/cargo), lld, and `cargo install wasm-bindgen-cli --version` the wasm-bindgen version
@@ -46,4 +45,4 @@ cp -f "$root/web/www/index.html" "$root/web/www/app.js" "$out/"
 for f in $files; do
     cp -f "$data/$f" "$out/$f"
 done
-echo "built $out: serve it with \`python3 -m http.server -d $out 8000\` and open http://127.0.0.1:8000/"
+echo "built $out: serve it with \`descent web --dir $out\` (or any static server)"

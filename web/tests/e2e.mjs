@@ -1,12 +1,13 @@
-// The page end to end in headless Chromium, driven by playwright-core: load, train a short run
+// The page end to end in headless Chromium, driven by playwright-core, served by `descent web`:
+// load, train a short run
 // on a small subset, draw a digit with pointer events, see a prediction, download the
 // checkpoint (checked by `descent eval` in run.sh), reject a file that is not a checkpoint,
 // load the downloaded one back. Writes OUT/page.png (after training) and OUT/web.safetensors.
 //
-//   node web/tests/e2e.mjs DIST OUT        (run.sh builds DIST and runs this)
-import { createServer } from 'node:http';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+//   DESCENT=target/release/descent node web/tests/e2e.mjs DIST OUT   (run.sh does this)
+import { spawn } from 'node:child_process';
+import { copyFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const [dist, out] = process.argv.slice(2);
@@ -16,25 +17,31 @@ if (!dist || !out) {
 }
 await mkdir(out, { recursive: true });
 
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
-const server = createServer(async (req, res) => {
-  let path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^\/+/, '');
-  // /nodata/ is the same page with its MNIST files missing.
-  const nodata = path.startsWith('nodata/');
-  if (nodata) path = path.slice('nodata/'.length);
-  const file = path || 'index.html';
-  try {
-    if (nodata && file.endsWith('.gz')) throw new Error('missing');
-    const body = await readFile(join(dist, file));
-    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  } catch {
-    res.writeHead(404);
-    res.end('not found');
-  }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const url = `http://127.0.0.1:${server.address().port}/`;
+// Served by `descent web`, as a user would: DIST, and a copy of the page without its data.
+const descent = process.env.DESCENT;
+if (!descent) {
+  console.error('set DESCENT to the descent binary');
+  process.exit(2);
+}
+const nodataDir = join(out, 'nodata');
+await mkdir(nodataDir, { recursive: true });
+for (const f of ['index.html', 'app.js', 'descent_web.js', 'descent_web_bg.wasm']) {
+  await copyFile(join(dist, f), join(nodataDir, f));
+}
+const servers = [];
+async function serve(dir) {
+  const child = spawn(descent, ['web', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(child);
+  const line = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d)));
+    child.once('exit', (code) => reject(new Error(`descent web exited with ${code}`)));
+  });
+  const m = line.match(/http:\/\/127\.0\.0\.1:\d+\//);
+  if (!m) throw new Error(`no address in: ${line}`);
+  return m[0];
+}
+const url = await serve(dist);
+const nodataUrl = await serve(nodataDir);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -104,7 +111,7 @@ try {
   check(acc2 === acc, `the downloaded checkpoint loads back with the same accuracy (${acc2})`);
 
   // Data files missing: a message naming the file, training off, never a blank page.
-  await page.goto(`${url}nodata/`);
+  await page.goto(nodataUrl);
   await page.waitForFunction(() => document.getElementById('error').textContent.length > 0, null, { timeout: 60000 });
   const nodata = await page.textContent('#error');
   check(/ubyte\.gz/.test(nodata) && /404/.test(nodata), `missing data is named: ${nodata}`);
@@ -113,6 +120,6 @@ try {
   await writeFile(join(out, 'accuracy.txt'), `${acc}\n`);
 } finally {
   await browser.close();
-  server.close();
+  for (const child of servers) child.kill();
 }
 process.exit(failed ? 1 : 0);

@@ -3,8 +3,8 @@
 #
 #   web/tests/run.sh            # writes web/tests/out/ (page.png, web.safetensors)
 #
-# Builds the page (web/build.sh), installs playwright-core (npm), drives the page in headless
-# Chromium ($CHROMIUM, else /usr/bin/chromium), then checks that `descent eval` reads the
+# Builds the page (web/build.sh), installs playwright-core (npm), serves the page with `descent
+# web` and drives it in headless Chromium ($CHROMIUM, else /usr/bin/chromium), then checks that `descent eval` reads the
 # downloaded checkpoint and finds the accuracy the page showed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,8 +14,8 @@ rm -rf "$out"
 mkdir -p "$out"
 "$root/web/build.sh" "$out/dist"
 (cd "$here" && npm install --no-audit --no-fund --silent)
-node "$here/e2e.mjs" "$out/dist" "$out"
 (cd "$root" && cargo build --release --quiet)
+DESCENT="$root/target/release/descent" node "$here/e2e.mjs" "$out/dist" "$out"
 data=${MNIST_DIR:-${MNIST_MIRROR:-$root/data/mnist}}
 data=${data#file://}
 json=$("$root/target/release/descent" eval --json --device cpu --checkpoint "$out/web.safetensors" \
