@@ -345,7 +345,11 @@ async function loadCheckpoint(file) {
     showError(String(e.message || e));
     return;
   }
-  if (training) stopAsked = true;
+  if (training) {
+    // Let the training loop finish its slice and let go of the session first.
+    stopAsked = true;
+    while (training) await yieldToBrowser();
+  }
   if (session) { session.free(); session = null; }
   if (loaded) loaded.free();
   loaded = model;
