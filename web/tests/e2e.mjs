@@ -5,8 +5,8 @@
 // load the downloaded one back. Writes OUT/page.png (after training) and OUT/web.safetensors.
 //
 //   DESCENT=target/release/descent node web/tests/e2e.mjs DIST OUT   (run.sh does this)
-import { spawn } from 'node:child_process';
-import { copyFile, writeFile, mkdir } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFile, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -75,6 +75,23 @@ try {
   const speed = await page.textContent('#speed');
   console.log(`trained in ${secs.toFixed(1)} s: ${await page.textContent('#status')} | ${speed}`);
   check(/^\d+\.\d\d%$/.test(acc) && parseFloat(acc) > 80, `test accuracy after 2 epochs of 3000 samples: ${acc}`);
+
+  // The same numbers: `descent train` natively on the CPU, same flags, same seed.
+  const records = await page.evaluate(() => window.descentRecords);
+  const metrics = join(out, 'native.jsonl');
+  execFileSync(descent, ['train', '--device', 'cpu', '--limit', '3000', '--epochs', '2', '--quiet',
+    '--metrics', metrics, '--data-dir', join(out, 'mnist'), '--mirror', process.env.MNIST_MIRROR],
+  { stdio: ['ignore', 'ignore', 'inherit'] });
+  const native = (await readFile(metrics, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const rel = (a, b) => Math.abs(a - b) / Math.abs(b);
+  check(records.length === 2 && native.length === 2, `two epochs each (${records.length}, ${native.length})`);
+  for (let i = 0; i < Math.min(records.length, native.length); i++) {
+    const [w, n] = [records[i], native[i]];
+    check(rel(w.train_loss, n.train_loss) < 1e-5 && rel(w.test_loss, n.test_loss) < 1e-5 &&
+      w.test_accuracy === n.test_accuracy,
+    `epoch ${i + 1} in the browser = natively: train loss ${w.train_loss} vs ${n.train_loss}, ` +
+      `test loss ${w.test_loss} vs ${n.test_loss}, accuracy ${w.test_accuracy} vs ${n.test_accuracy}`);
+  }
 
   // A blank canvas: no prediction, a hint.
   check((await page.textContent('#prediction')) === '–', 'no prediction before drawing');

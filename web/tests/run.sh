@@ -15,9 +15,9 @@ mkdir -p "$out"
 "$root/web/build.sh" "$out/dist"
 (cd "$here" && npm install --no-audit --no-fund --silent)
 (cd "$root" && cargo build --release --quiet)
-DESCENT="$root/target/release/descent" node "$here/e2e.mjs" "$out/dist" "$out"
 data=${MNIST_DIR:-${MNIST_MIRROR:-$root/data/mnist}}
 data=${data#file://}
+DESCENT="$root/target/release/descent" MNIST_MIRROR="$data" node "$here/e2e.mjs" "$out/dist" "$out"
 json=$("$root/target/release/descent" eval --json --device cpu --checkpoint "$out/web.safetensors" \
     --data-dir "$out/mnist" --mirror "$data")
 acc=$(printf '%s' "$json" | sed -n 's/.*"test_accuracy":\([0-9.]*\).*/\1/p')

@@ -92,6 +92,8 @@ async function train() {
     return;
   }
   curves.train = []; curves.test = []; curves.acc = [];
+  // Each epoch's evaluation, as a `--metrics` line, for scripts (and the browser tests).
+  window.descentRecords = [];
   drawCharts();
   $('accuracy').textContent = '–';
   training = true;
@@ -127,6 +129,7 @@ async function train() {
         k = Math.max(1, Math.min(steps, Math.round(k * SLICE_MS / Math.max(dt, 1))));
       } else if (p.kind === 'epoch') {
         const r = p.record;
+        window.descentRecords.push(r);
         curves.test.push([r.epoch, r.test_loss]);
         curves.acc.push([r.epoch, 100 * r.test_accuracy]);
         $('accuracy').textContent = `${(100 * r.test_accuracy).toFixed(2)}%`;
