@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "native")]
 use crate::download::{self, Mirror};
 use crate::error::{Error, Result};
-use crate::files::{FileSpec, find_local, read_maybe_gz, verify};
+use crate::files::{FileSpec, verify};
+#[cfg(feature = "native")]
+use crate::files::{find_local, read_maybe_gz};
 
 pub const IMAGE_SIDE: usize = 28;
 pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
@@ -17,7 +20,8 @@ pub const CLASSES: usize = 10;
 const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DatasetKind {
     Mnist,
     Fashion,
@@ -254,7 +258,45 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+impl Splits {
+    /// Both splits from the bytes of `kind`'s four files as served (gzipped or not), in
+    /// [`DatasetSpec::files`] order: each gunzipped, its SHA-256 checked and parsed, as
+    /// [`DataSource::load`] does with files on disk, for a caller that fetched them itself (a
+    /// web page). `base` is where they came from (a directory or URL), to name them in messages.
+    pub fn from_files(kind: DatasetKind, base: &str, files: [Vec<u8>; 4]) -> Result<Splits> {
+        let spec = kind.spec();
+        let base = base.trim_end_matches('/');
+        let mut bytes = Vec::with_capacity(4);
+        for (f, raw) in spec.files().into_iter().zip(files) {
+            let gz = raw.starts_with(&[0x1f, 0x8b]);
+            let path = PathBuf::from(format!("{base}/{}{}", f.name, if gz { ".gz" } else { "" }));
+            let b = crate::files::decompress(raw, &path)?;
+            verify(&b, f).map_err(|e| match e {
+                Error::Checksum {
+                    expected, found, ..
+                } => Error::Checksum {
+                    file: path.display().to_string(),
+                    expected,
+                    found,
+                },
+                e => e,
+            })?;
+            bytes.push((b, path));
+        }
+        let train = Dataset::from_idx(
+            "training",
+            &bytes[0].0,
+            &bytes[0].1,
+            &bytes[1].0,
+            &bytes[1].1,
+        )?;
+        let test = Dataset::from_idx("test", &bytes[2].0, &bytes[2].1, &bytes[3].0, &bytes[3].1)?;
+        Ok(Splits { train, test })
+    }
+}
+
 /// Where the data lives and where to fetch it from when it is missing.
+#[cfg(feature = "native")]
 #[derive(Clone, Debug)]
 pub struct DataSource {
     pub kind: DatasetKind,
@@ -264,7 +306,28 @@ pub struct DataSource {
     pub progress: bool,
 }
 
+#[cfg(feature = "native")]
 impl DataSource {
+    /// `kind`'s files in `dir`, fetched when missing from `$MNIST_MIRROR` (or
+    /// `$FASHION_MNIST_MIRROR`) when set, else from the public mirrors; no progress bars.
+    pub fn new(kind: DatasetKind, dir: impl Into<PathBuf>) -> Result<Self> {
+        let var = match kind {
+            DatasetKind::Mnist => "MNIST_MIRROR",
+            DatasetKind::Fashion => "FASHION_MNIST_MIRROR",
+        };
+        let mirror = std::env::var(var)
+            .ok()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| Mirror::parse(&m))
+            .transpose()?;
+        Ok(DataSource {
+            kind,
+            dir: dir.into(),
+            mirror,
+            progress: false,
+        })
+    }
+
     pub fn mirrors(&self) -> Result<Vec<Mirror>> {
         match &self.mirror {
             Some(m) => Ok(vec![m.clone()]),
@@ -324,6 +387,7 @@ impl DataSource {
     }
 }
 
+#[cfg(feature = "native")]
 fn read_verified(path: &Path, f: FileSpec) -> Result<Vec<u8>> {
     let bytes = read_maybe_gz(path)?;
     verify(&bytes, f)?;

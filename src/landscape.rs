@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::optim::{OptimConfig, OptimizerKind};
 
 /// `--function`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Function {
     /// x^2 + y^2: round, every direction equally steep.
     Bowl,

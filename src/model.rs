@@ -12,14 +12,16 @@ use crate::error::{Error, Result};
 use crate::rng;
 use crate::sources::Preprocess;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Activation {
     Relu,
     Sigmoid,
     Tanh,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Loss {
     /// Softmax cross-entropy (natural log), mean over samples.
     Xent,
@@ -27,7 +29,8 @@ pub enum Loss {
     Mse,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Init {
     /// He for relu, Xavier for sigmoid and tanh.
     Auto,
@@ -272,6 +275,7 @@ impl TrainedOn {
 
 /// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors,
 /// atomically, with the optimizer state and run position when `resume` is given.
+#[cfg(feature = "native")]
 pub fn save_checkpoint(
     path: &Path,
     spec: &ModelSpec,
@@ -284,6 +288,7 @@ pub fn save_checkpoint(
 
 /// [`save_checkpoint`], plus `layers.{i}.weight_mask` [out, in] (as PyTorch's
 /// torch.nn.utils.prune names its masks) when `mask` [num_params] is given.
+#[cfg(feature = "native")]
 pub fn save_checkpoint_masked(
     path: &Path,
     spec: &ModelSpec,
@@ -292,6 +297,30 @@ pub fn save_checkpoint_masked(
     data: impl Into<TrainedOn>,
     resume: Option<&ResumeState>,
 ) -> Result<()> {
+    let bytes = checkpoint_bytes(path, spec, params, mask, data, resume)?;
+    crate::write_atomic(path, &bytes)
+}
+
+/// The bytes of the safetensors file [`save_checkpoint_masked`] writes, for a caller with no
+/// filesystem (a web page offers them as a download); `path` names the file in messages.
+pub fn checkpoint_bytes(
+    path: &Path,
+    spec: &ModelSpec,
+    params: &[f32],
+    mask: Option<&[f32]>,
+    data: impl Into<TrainedOn>,
+    resume: Option<&ResumeState>,
+) -> Result<Vec<u8>> {
+    if params.len() != spec.num_params() {
+        return Err(checkpoint_err(
+            path,
+            format!(
+                "{} parameters given for a model of {}",
+                params.len(),
+                spec.num_params()
+            ),
+        ));
+    }
     let data = data.into();
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (i, l) in spec.layers().iter().enumerate() {
@@ -340,9 +369,7 @@ pub fn save_checkpoint_masked(
         meta.insert(META_CONFIG.to_owned(), r.config.clone());
         meta.insert(META_OPTIMIZER.to_owned(), r.optimizer.name().to_owned());
     }
-    let bytes = safetensors::serialize(views?, Some(meta))
-        .map_err(|e| checkpoint_err(path, e.to_string()))?;
-    crate::write_atomic(path, &bytes)
+    safetensors::serialize(views?, Some(meta)).map_err(|e| checkpoint_err(path, e.to_string()))
 }
 
 fn checkpoint_err(path: &Path, msg: impl Into<String>) -> Error {
@@ -354,15 +381,26 @@ fn checkpoint_err(path: &Path, msg: impl Into<String>) -> Error {
 
 /// Loads a checkpoint written by `save_checkpoint` or by PyTorch's safetensors with the same names.
 /// `activation`/`loss` fill in what the metadata does not say (or override it when given).
+#[cfg(feature = "native")]
 pub fn load_checkpoint(
     path: &Path,
     activation: Option<Activation>,
     loss: Option<Loss>,
 ) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    checkpoint_from_bytes(&bytes, path, activation, loss)
+}
+
+/// [`load_checkpoint`] from the file's bytes (a web page's upload); `path` names it in messages.
+pub fn checkpoint_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    activation: Option<Activation>,
+    loss: Option<Loss>,
+) -> Result<Checkpoint> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| checkpoint_err(path, format!("not a safetensors checkpoint ({e})")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| checkpoint_err(path, e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let pick = |key: &str| meta.get(key).map(String::as_str);

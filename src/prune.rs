@@ -112,7 +112,8 @@ pub fn nonzero(params: &[f32]) -> usize {
 }
 
 /// How a hidden unit's importance is measured for `--method units`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Importance {
     /// ‖incoming weights‖₂ · ‖outgoing weights‖₂: how much the unit can pass on. The product is
     /// unchanged when a ReLU unit's incoming weights are scaled by c and its outgoing ones by 1/c,

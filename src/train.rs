@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Split};
 use crate::error::{Error, Result};
 use crate::optim::{OptimConfig, Schedule, StepHyper};
+use crate::progress;
 use crate::rng;
+use web_time::Instant;
 
 /// `--batch-size`: a number of samples per step, or `full` (the whole training set per step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +113,33 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// A plain run: no progress bars, step logs, validation, early stopping or interruption,
+    /// starting at the first epoch.
+    pub fn new(
+        classes: usize,
+        epochs: usize,
+        batch: usize,
+        optim: OptimConfig,
+        schedule: Schedule,
+        seed: u32,
+    ) -> Self {
+        TrainConfig {
+            classes,
+            epochs,
+            batch,
+            optim,
+            schedule,
+            seed,
+            progress: false,
+            log_every: None,
+            val: false,
+            patience: None,
+            target_accuracy: None,
+            start: Position::default(),
+            interrupt: None,
+        }
+    }
+
     pub fn steps_per_epoch(&self, n_train: usize) -> usize {
         n_train.div_ceil(self.batch).max(1)
     }
@@ -208,6 +235,236 @@ pub fn epoch_hyper(cfg: &TrainConfig, steps: usize, epoch: usize) -> Vec<StepHyp
 /// How many epochs in a row the training loss must rise before the run is flagged.
 const RISING_EPOCHS: usize = 3;
 
+/// One epoch in progress, a step at a time: [`Run::begin_epoch`] starts it, [`Epoch::step`]
+/// runs its next step until [`Epoch::done`], and [`Run::end_epoch`] evaluates it. A caller that
+/// must give control back between steps (a browser page) drives these itself; [`train`] drives
+/// them in one loop.
+pub struct Epoch {
+    /// 1-based.
+    pub number: usize,
+    /// Steps in a whole epoch.
+    pub steps: usize,
+    /// Where this epoch started (0 unless an interrupted epoch is resumed).
+    pub first_step: usize,
+    /// The step [`Epoch::step`] runs next.
+    pub next: usize,
+    /// hyper: [steps], each step's learning rate and bias corrections.
+    hyper: Vec<StepHyper>,
+    t0: Instant,
+}
+
+impl Epoch {
+    /// Whether every step has run.
+    pub fn done(&self) -> bool {
+        self.next >= self.steps
+    }
+
+    /// Runs step `self.next` on its samples and returns its index.
+    pub fn step(
+        &mut self,
+        backend: &mut dyn Backend,
+        batch: usize,
+        n_train: usize,
+    ) -> Result<usize> {
+        let step = self.next;
+        let start = step * batch;
+        let len = batch.min(n_train - start);
+        backend.step(step, start, len)?;
+        self.next += 1;
+        Ok(step)
+    }
+
+    /// Step `step`'s coefficients.
+    pub fn hyper(&self, step: usize) -> StepHyper {
+        self.hyper[step.min(self.steps - 1)]
+    }
+
+    /// Training seconds since the epoch began.
+    pub fn seconds(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+}
+
+/// What a run carries from epoch to epoch: the records so far, the training time and the best
+/// validation loss (with its weights when `patience` may restore them).
+pub struct Run {
+    pub records: Vec<EpochRecord>,
+    /// Training seconds of the run so far, before the epoch in progress.
+    pub elapsed: f64,
+    pub best: Option<(f64, usize)>,
+    best_params: Option<Vec<f32>>,
+    device: String,
+}
+
+impl Run {
+    /// A run starting at `cfg.start`.
+    pub fn new(backend: &dyn Backend, cfg: &TrainConfig) -> Self {
+        Run {
+            records: Vec::new(),
+            elapsed: cfg.start.elapsed,
+            best: cfg.start.best,
+            best_params: None,
+            device: backend.device(),
+        }
+    }
+
+    /// Shuffles for epoch `number` and hands the backend its order and per-step coefficients.
+    pub fn begin_epoch(
+        &self,
+        backend: &mut dyn Backend,
+        cfg: &TrainConfig,
+        n_train: usize,
+        number: usize,
+        first_step: usize,
+    ) -> Result<Epoch> {
+        let steps = cfg.steps_per_epoch(n_train);
+        let first_step = first_step.min(steps);
+        let order = epoch_order(n_train, cfg.seed, number);
+        let hyper = epoch_hyper(cfg, steps, number);
+        let t0 = Instant::now();
+        backend.begin_epoch(&order, &hyper, first_step)?;
+        Ok(Epoch {
+            number,
+            steps,
+            first_step,
+            next: first_step,
+            hyper,
+            t0,
+        })
+    }
+
+    /// Where a run resumed now, in the middle of `epoch`, would start.
+    pub fn position_in(&self, epoch: &Epoch) -> Position {
+        Position {
+            epoch: epoch.number,
+            step: epoch.next,
+            elapsed: self.elapsed + epoch.seconds(),
+            best: self.best,
+        }
+    }
+
+    /// Finishes `epoch`'s work, evaluates, and returns its record (not yet in `records`) with
+    /// where the next epoch starts. Fails when the loss diverged.
+    pub fn end_epoch(
+        &mut self,
+        backend: &mut dyn Backend,
+        cfg: &TrainConfig,
+        n_train: usize,
+        epoch: Epoch,
+    ) -> Result<(EpochRecord, Position)> {
+        let Epoch {
+            number,
+            steps,
+            first_step,
+            hyper,
+            t0,
+            ..
+        } = epoch;
+        let stats = backend.end_epoch()?;
+        let secs = t0.elapsed().as_secs_f64();
+        self.elapsed += secs;
+        if let Some((step, value)) = stats.nonfinite {
+            return Err(Error::Diverged {
+                epoch: number,
+                step,
+                value,
+            });
+        }
+        let eval = backend.evaluate(Split::Test)?;
+        if !eval.loss.is_finite() {
+            return Err(Error::Diverged {
+                epoch: number,
+                step: steps.saturating_sub(1),
+                value: eval.loss as f32,
+            });
+        }
+        let val = if cfg.val {
+            Some(backend.evaluate(Split::Val)?)
+        } else {
+            None
+        };
+        let train_loss = stats.loss_sum / stats.samples.max(1) as f64;
+        let is_best = match (val, self.best) {
+            (Some(v), Some((b, _))) => v.loss < b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if is_best && let Some(v) = val {
+            self.best = Some((v.loss, number));
+            if cfg.patience.is_some() {
+                self.best_params = Some(backend.params()?);
+            }
+        }
+        let mut record = EpochRecord {
+            epoch: number,
+            train_loss,
+            test_loss: eval.loss,
+            test_accuracy: eval.accuracy,
+            val_loss: val.map(|v| v.loss),
+            val_accuracy: val.map(|v| v.accuracy),
+            epoch_seconds: secs,
+            elapsed_seconds: self.elapsed,
+            samples_per_second: stats.samples as f64 / secs.max(1e-9),
+            steps: steps - first_step,
+            batch_size: cfg.batch,
+            lr: hyper[first_step.min(steps - 1)].lr,
+            lr_end: hyper[steps - 1].lr,
+            device: self.device.clone(),
+            best: is_best,
+            warning: None,
+        };
+        record.warning = diagnose(&self.records, &record, cfg, n_train);
+        let next = Position {
+            epoch: number + 1,
+            step: 0,
+            elapsed: self.elapsed,
+            best: self.best,
+        };
+        Ok((record, next))
+    }
+
+    /// Keeps `record` and says whether the run stops here: the target accuracy reached, or
+    /// `patience` run out (the best weights restored).
+    pub fn keep(
+        &mut self,
+        backend: &mut dyn Backend,
+        cfg: &TrainConfig,
+        record: EpochRecord,
+    ) -> Result<Option<Outcome>> {
+        let epoch = record.epoch;
+        let acc = record.val_accuracy.unwrap_or(record.test_accuracy);
+        self.records.push(record);
+        if let Some(target) = cfg.target_accuracy
+            && acc >= target
+        {
+            return Ok(Some(Outcome::TargetReached {
+                epoch,
+                seconds: self.elapsed,
+            }));
+        }
+        if let (Some(k), Some((_, best_epoch))) = (cfg.patience, self.best)
+            && epoch - best_epoch >= k
+        {
+            if let Some(p) = &self.best_params {
+                backend.set_params(p)?;
+            }
+            return Ok(Some(Outcome::EarlyStopped { best_epoch }));
+        }
+        Ok(None)
+    }
+
+    /// How a run that used every epoch ends: with `patience`, on the best weights.
+    pub fn finish(&mut self, backend: &mut dyn Backend) -> Result<Outcome> {
+        if let (Some(p), Some((_, best_epoch))) = (&self.best_params, self.best)
+            && self.records.last().is_some_and(|r| r.epoch != best_epoch)
+        {
+            backend.set_params(p)?;
+            return Ok(Outcome::EarlyStopped { best_epoch });
+        }
+        Ok(Outcome::Completed)
+    }
+}
+
 /// Runs epochs `cfg.start.epoch..=cfg.epochs` over `n_train` samples, telling `obs` after each.
 pub fn train(
     backend: &mut dyn Backend,
@@ -215,46 +472,43 @@ pub fn train(
     n_train: usize,
     obs: &mut dyn Observer,
 ) -> Result<(Vec<EpochRecord>, Outcome)> {
-    let steps = cfg.steps_per_epoch(n_train);
-    let device = backend.device();
-    let mut records: Vec<EpochRecord> = Vec::new();
-    let mut elapsed = cfg.start.elapsed;
-    let mut best = cfg.start.best;
-    let mut best_params: Option<Vec<f32>> = None;
+    let mut run = Run::new(backend, cfg);
     let first_epoch = cfg.start.epoch.max(1);
-    for epoch in first_epoch..=cfg.epochs {
-        let first_step = if epoch == first_epoch {
-            cfg.start.step.min(steps)
+    let interrupted = || {
+        cfg.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    };
+    for number in first_epoch..=cfg.epochs {
+        let first_step = if number == first_epoch {
+            cfg.start.step
         } else {
             0
         };
-        let order = epoch_order(n_train, cfg.seed, epoch);
-        let hyper = epoch_hyper(cfg, steps, epoch);
-        let bar = progress_bar(cfg.progress, steps, epoch, cfg.epochs);
-        bar.set_position(first_step as u64);
-        let t0 = Instant::now();
-        backend.begin_epoch(&order, &hyper, first_step)?;
-        #[allow(clippy::needless_range_loop)] // `step` is also the sample offset and the log's
-        for step in first_step..steps {
-            let start = step * cfg.batch;
-            let len = cfg.batch.min(n_train - start);
-            backend.step(step, start, len)?;
+        let mut epoch = run.begin_epoch(backend, cfg, n_train, number, first_step)?;
+        let steps = epoch.steps;
+        let bar = progress::epoch_bar(cfg.progress, steps, number, cfg.epochs);
+        bar.set_position(epoch.first_step as u64);
+        while !epoch.done() {
+            let step = epoch.step(backend, cfg.batch, n_train)?;
             bar.inc(1);
             if let Some(n) = cfg.log_every.filter(|&n| (step + 1) % n == 0) {
                 let sums = backend.step_loss_sums()?;
                 let from = sums.len().saturating_sub(n);
                 let total: f64 = sums[from..].iter().map(|&l| l as f64).sum();
-                let first = first_step + from;
-                let samples = (first * cfg.batch..(step * cfg.batch + len)).len();
+                let first = epoch.first_step + from;
+                let end = (step * cfg.batch + cfg.batch).min(n_train);
+                let samples = (first * cfg.batch..end).len();
+                let hyper = epoch.hyper(step);
                 let log = StepLog {
-                    epoch,
+                    epoch: number,
                     step: step + 1,
-                    global_step: hyper[step].t as u64 + 1,
+                    global_step: hyper.t as u64 + 1,
                     train_loss: total / samples.max(1) as f64,
-                    lr: hyper[step].lr,
+                    lr: hyper.lr,
                 };
                 let line = format!(
-                    "epoch {epoch:>3}  step {:>6}/{steps}  train loss {:.4} (mean of the last {} steps)  lr {:.3e}",
+                    "epoch {number:>3}  step {:>6}/{steps}  train loss {:.4} (mean of the last {} steps)  lr {:.3e}",
                     log.step,
                     log.train_loss,
                     sums.len() - from,
@@ -268,121 +522,26 @@ pub fn train(
                 }
                 obs.on_step_log(&log)?;
             }
-            let stop = cfg
-                .interrupt
-                .as_ref()
-                .is_some_and(|f| f.load(Ordering::SeqCst));
-            if stop && step + 1 < steps {
+            if interrupted() && !epoch.done() {
                 bar.finish_and_clear();
                 // The steps already queued must land before the caller reads the state.
                 backend.end_epoch()?;
-                let next = Position {
-                    epoch,
-                    step: step + 1,
-                    elapsed: elapsed + t0.elapsed().as_secs_f64(),
-                    best,
-                };
-                return Ok((records, Outcome::Interrupted { next }));
+                let next = run.position_in(&epoch);
+                return Ok((run.records, Outcome::Interrupted { next }));
             }
         }
-        let stats = backend.end_epoch()?;
-        let secs = t0.elapsed().as_secs_f64();
-        elapsed += secs;
         bar.finish_and_clear();
-        if let Some((step, value)) = stats.nonfinite {
-            return Err(Error::Diverged { epoch, step, value });
-        }
-        let eval = backend.evaluate(Split::Test)?;
-        if !eval.loss.is_finite() {
-            return Err(Error::Diverged {
-                epoch,
-                step: steps.saturating_sub(1),
-                value: eval.loss as f32,
-            });
-        }
-        let val = if cfg.val {
-            Some(backend.evaluate(Split::Val)?)
-        } else {
-            None
-        };
-        let train_loss = stats.loss_sum / stats.samples.max(1) as f64;
-        let is_best = match (val, best) {
-            (Some(v), Some((b, _))) => v.loss < b,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if is_best && let Some(v) = val {
-            best = Some((v.loss, epoch));
-            if cfg.patience.is_some() {
-                best_params = Some(backend.params()?);
-            }
-        }
-        let mut record = EpochRecord {
-            epoch,
-            train_loss,
-            test_loss: eval.loss,
-            test_accuracy: eval.accuracy,
-            val_loss: val.map(|v| v.loss),
-            val_accuracy: val.map(|v| v.accuracy),
-            epoch_seconds: secs,
-            elapsed_seconds: elapsed,
-            samples_per_second: stats.samples as f64 / secs.max(1e-9),
-            steps: steps - first_step,
-            batch_size: cfg.batch,
-            lr: hyper[first_step.min(steps - 1)].lr,
-            lr_end: hyper[steps - 1].lr,
-            device: device.clone(),
-            best: is_best,
-            warning: None,
-        };
-        record.warning = diagnose(&records, &record, cfg, n_train);
-        let next = Position {
-            epoch: epoch + 1,
-            step: 0,
-            elapsed,
-            best,
-        };
+        let (record, next) = run.end_epoch(backend, cfg, n_train, epoch)?;
         obs.on_epoch(&record, backend, &next)?;
-        records.push(record);
-        let last = records
-            .last()
-            .map(|r| val.map_or(r.test_accuracy, |v| v.accuracy));
-        if let (Some(target), Some(acc)) = (cfg.target_accuracy, last)
-            && acc >= target
-        {
-            return Ok((
-                records,
-                Outcome::TargetReached {
-                    epoch,
-                    seconds: elapsed,
-                },
-            ));
+        if let Some(outcome) = run.keep(backend, cfg, record)? {
+            return Ok((run.records, outcome));
         }
-        if let (Some(k), Some((_, best_epoch))) = (cfg.patience, best)
-            && epoch - best_epoch >= k
-        {
-            if let Some(p) = &best_params {
-                backend.set_params(p)?;
-            }
-            return Ok((records, Outcome::EarlyStopped { best_epoch }));
-        }
-        if cfg
-            .interrupt
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::SeqCst))
-            && epoch < cfg.epochs
-        {
-            return Ok((records, Outcome::Interrupted { next }));
+        if interrupted() && number < cfg.epochs {
+            return Ok((run.records, Outcome::Interrupted { next }));
         }
     }
-    // With --patience, the run ends on the best weights even when it used every epoch.
-    if let (Some(p), Some((_, best_epoch))) = (&best_params, best)
-        && records.last().is_some_and(|r| r.epoch != best_epoch)
-    {
-        backend.set_params(p)?;
-        return Ok((records, Outcome::EarlyStopped { best_epoch }));
-    }
-    Ok((records, Outcome::Completed))
+    let outcome = run.finish(backend)?;
+    Ok((run.records, outcome))
 }
 
 /// A warning when the run does not look like learning: test accuracy at chance after an epoch,
@@ -429,18 +588,4 @@ fn diagnose(
         )));
     }
     None
-}
-
-fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(steps as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("epoch {msg} [{bar:40}] {pos}/{len} steps {per_sec} {eta}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(format!("{epoch}/{epochs}"));
-    bar
 }

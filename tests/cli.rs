@@ -352,3 +352,52 @@ fn full_mnist_reaches_97_percent_on_the_cpu() {
     let acc = rows.last().unwrap()["test_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.97, "test accuracy {acc}\n{out}");
 }
+
+/// `descent web` serves a folder on 127.0.0.1 at the port it prints: files with the types a
+/// browser needs, 404 for what is missing or outside; no index.html is refused up front.
+#[test]
+fn web_serves_the_page_folder_and_nothing_else() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = descent(&["web", "--dir", dir.path().to_str().unwrap(), "--port", "0"]);
+    assert!(!ok && err.contains("no index.html"), "{err}");
+
+    std::fs::write(dir.path().join("index.html"), "<p>descent</p>").unwrap();
+    std::fs::write(dir.path().join("m.wasm"), [0u8, 97, 115, 109]).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["web", "--dir", dir.path().to_str().unwrap(), "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let index = get("/");
+    let wasm = get("/m.wasm");
+    let outside = get("/../Cargo.toml");
+    let missing = get("/nope.js");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        index.starts_with("HTTP/1.1 200") && index.ends_with("<p>descent</p>"),
+        "{index}"
+    );
+    assert!(wasm.contains("Content-Type: application/wasm"), "{wasm}");
+    assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}

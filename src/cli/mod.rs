@@ -15,6 +15,7 @@ pub(crate) mod prune;
 pub mod sweep;
 mod train;
 mod verify;
+mod web;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,8 @@ pub enum Command {
     Prune(Box<prune::PruneArgs>),
     /// Watch a network overfit a small training set, and each remedy narrow the gap.
     Overfit(Box<overfit::OverfitArgs>),
+    /// Serve the browser page (built by web/build.sh) on 127.0.0.1 and print its address.
+    Web(web::WebArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -83,5 +86,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Explain(a) => explain::run(a),
         Command::Prune(a) => prune::run(*a),
         Command::Overfit(a) => overfit::run(*a),
+        Command::Web(a) => web::run(a),
     }
 }

@@ -530,28 +530,25 @@ impl Ctx<'_> {
         let batch = self.args.batch_size.min(n).max(1);
         let epochs = self.args.finetune_epochs;
         let steps = n.div_ceil(batch);
+        let schedule = Schedule {
+            kind: ScheduleKind::Cosine,
+            lr: self.lr,
+            min_lr: 0.0,
+            warmup_steps: 0,
+            step_every: u64::MAX,
+            gamma: 1.0,
+            total_steps: (epochs * steps) as u64,
+        };
         let cfg = TrainConfig {
-            classes: self.train.classes,
-            epochs,
-            batch,
-            optim: self.optim,
-            schedule: Schedule {
-                kind: ScheduleKind::Cosine,
-                lr: self.lr,
-                min_lr: 0.0,
-                warmup_steps: 0,
-                step_every: u64::MAX,
-                gamma: 1.0,
-                total_steps: (epochs * steps) as u64,
-            },
-            seed: self.args.seed,
             progress: !self.args.data.quiet,
-            log_every: None,
-            val: false,
-            patience: None,
-            target_accuracy: None,
-            start: Position::default(),
-            interrupt: None,
+            ..TrainConfig::new(
+                self.train.classes,
+                epochs,
+                batch,
+                self.optim,
+                schedule,
+                self.args.seed,
+            )
         };
         let mut obs = FinetuneLog {
             quiet: self.args.data.quiet,

@@ -432,21 +432,14 @@ fn run_cell(
         seed: args.seed,
     };
     let mut backend = make_backend(&args.device, setup)?;
-    let cfg = TrainConfig {
-        classes: spec.classes(),
-        epochs: cell.epochs,
+    let cfg = TrainConfig::new(
+        spec.classes(),
+        cell.epochs,
         batch,
         optim,
         schedule,
-        seed: args.seed,
-        progress: false,
-        log_every: None,
-        val: false,
-        patience: None,
-        target_accuracy: None,
-        start: Position::default(),
-        interrupt: None,
-    };
+        args.seed,
+    );
     let mut rec = Records {
         records: Vec::new(),
         n,

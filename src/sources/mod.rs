@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod idx;
+#[cfg(feature = "native")]
 pub mod images;
 pub mod inspect;
 
@@ -94,7 +95,8 @@ impl Source {
 }
 
 /// `--header`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Header {
     /// A first row with a non-numeric feature is a header.
@@ -104,7 +106,8 @@ pub enum Header {
 }
 
 /// `--missing`: what to do with an empty, `NA`, `NaN` or `?` feature.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Missing {
     /// Stop with the row and column.
@@ -116,7 +119,8 @@ pub enum Missing {
 }
 
 /// `--normalize`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Normalize {
     /// Tables: standard; images: scale.
@@ -299,7 +303,14 @@ pub fn read(src: &Source, opts: &ReadOptions, known: Option<&Known>) -> Result<R
     match src {
         Source::Csv(p) => csv::read(p, opts, known),
         Source::Idx { images, labels, .. } => idx::read(images, labels, known),
+        #[cfg(feature = "native")]
         Source::Images(d) => images::read(d, opts, known),
+        // Folders of image files are read on threads, with a progress bar: natively only.
+        #[cfg(not(feature = "native"))]
+        Source::Images(d) => Err(Error::Data {
+            path: d.clone(),
+            msg: "image folders are read by the native build only".into(),
+        }),
     }
 }
 

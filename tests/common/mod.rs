@@ -265,7 +265,7 @@ pub fn masked_finetune(
     use descent::model::{Activation, Init, Loss, ModelSpec};
     use descent::optim::{OptimConfig, Schedule};
     use descent::prune;
-    use descent::train::{self, Position, TrainConfig};
+    use descent::train::{self, TrainConfig};
     use std::sync::Arc;
     let s = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
     let params = s.init_params(Init::Auto, 2);
@@ -288,21 +288,8 @@ pub fn masked_finetune(
     };
     let mut b = make(setup);
     b.set_mask(Some(&mask)).unwrap();
-    let cfg = TrainConfig {
-        classes: 10,
-        epochs: 2,
-        batch: 16,
-        optim,
-        schedule: Schedule::constant(if kind.is_adam() { 1e-3 } else { 0.05 }),
-        seed: 3,
-        progress: false,
-        log_every: None,
-        val: false,
-        patience: None,
-        target_accuracy: None,
-        start: Position::default(),
-        interrupt: None,
-    };
+    let lr = if kind.is_adam() { 1e-3 } else { 0.05 };
+    let cfg = TrainConfig::new(10, 2, 16, optim, Schedule::constant(lr), 3);
     train::train(b.as_mut(), &cfg, 200, &mut Quiet).unwrap();
     (
         b.params().unwrap(),

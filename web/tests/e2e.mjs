@@ -1,0 +1,142 @@
+// The page end to end in headless Chromium, driven by playwright-core, served by `descent web`:
+// load, train a short run
+// on a small subset, draw a digit with pointer events, see a prediction, download the
+// checkpoint (checked by `descent eval` in run.sh), reject a file that is not a checkpoint,
+// load the downloaded one back. Writes OUT/page.png (after training) and OUT/web.safetensors.
+//
+//   DESCENT=target/release/descent node web/tests/e2e.mjs DIST OUT   (run.sh does this)
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFile, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [dist, out] = process.argv.slice(2);
+if (!dist || !out) {
+  console.error('usage: node e2e.mjs DIST OUT');
+  process.exit(2);
+}
+await mkdir(out, { recursive: true });
+
+// Served by `descent web`, as a user would: DIST, and a copy of the page without its data.
+const descent = process.env.DESCENT;
+if (!descent) {
+  console.error('set DESCENT to the descent binary');
+  process.exit(2);
+}
+const nodataDir = join(out, 'nodata');
+await mkdir(nodataDir, { recursive: true });
+for (const f of ['index.html', 'app.js', 'descent_web.js', 'descent_web_bg.wasm']) {
+  await copyFile(join(dist, f), join(nodataDir, f));
+}
+const servers = [];
+async function serve(dir) {
+  const child = spawn(descent, ['web', '--dir', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(child);
+  const line = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d)));
+    child.once('exit', (code) => reject(new Error(`descent web exited with ${code}`)));
+  });
+  const m = line.match(/http:\/\/127\.0\.0\.1:\d+\//);
+  if (!m) throw new Error(`no address in: ${line}`);
+  return m[0];
+}
+const url = await serve(dist);
+const nodataUrl = await serve(nodataDir);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+    '--disable-component-update', '--no-first-run'],
+});
+let failed = false;
+const check = (ok, what) => {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) failed = true;
+};
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  await page.waitForFunction(() => !document.getElementById('train').disabled, null, { timeout: 120000 });
+  check((await page.textContent('#status')).includes('60000 training'), 'MNIST loads and is checked');
+  const notice = await page.textContent('#notice');
+  check(/WebGPU/.test(notice) && /CPU/.test(notice), `the notice says where it trains: ${notice}`);
+
+  // A short run: 2 epochs of 3000 samples.
+  await page.fill('#limit', '3000');
+  await page.fill('#epochs', '2');
+  const t0 = Date.now();
+  await page.click('#train');
+  await page.waitForFunction(() => /Done/.test(document.getElementById('status').textContent), null, { timeout: 300000 });
+  const secs = (Date.now() - t0) / 1000;
+  const acc = await page.textContent('#accuracy');
+  const speed = await page.textContent('#speed');
+  console.log(`trained in ${secs.toFixed(1)} s: ${await page.textContent('#status')} | ${speed}`);
+  check(/^\d+\.\d\d%$/.test(acc) && parseFloat(acc) > 80, `test accuracy after 2 epochs of 3000 samples: ${acc}`);
+
+  // The same numbers: `descent train` natively on the CPU, same flags, same seed.
+  const records = await page.evaluate(() => window.descentRecords);
+  const metrics = join(out, 'native.jsonl');
+  execFileSync(descent, ['train', '--device', 'cpu', '--limit', '3000', '--epochs', '2', '--quiet',
+    '--metrics', metrics, '--data-dir', join(out, 'mnist'), '--mirror', process.env.MNIST_MIRROR],
+  { stdio: ['ignore', 'ignore', 'inherit'] });
+  const native = (await readFile(metrics, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const rel = (a, b) => Math.abs(a - b) / Math.abs(b);
+  check(records.length === 2 && native.length === 2, `two epochs each (${records.length}, ${native.length})`);
+  for (let i = 0; i < Math.min(records.length, native.length); i++) {
+    const [w, n] = [records[i], native[i]];
+    check(rel(w.train_loss, n.train_loss) < 1e-5 && rel(w.test_loss, n.test_loss) < 1e-5 &&
+      w.test_accuracy === n.test_accuracy,
+    `epoch ${i + 1} in the browser = natively: train loss ${w.train_loss} vs ${n.train_loss}, ` +
+      `test loss ${w.test_loss} vs ${n.test_loss}, accuracy ${w.test_accuracy} vs ${n.test_accuracy}`);
+  }
+
+  // A blank canvas: no prediction, a hint.
+  check((await page.textContent('#prediction')) === '–', 'no prediction before drawing');
+  // Draw a "1": one vertical stroke with pointer events.
+  const box = await page.locator('#draw').boundingBox();
+  await page.mouse.move(box.x + 140, box.y + 50);
+  await page.mouse.down();
+  for (let y = 50; y <= 230; y += 10) await page.mouse.move(box.x + 142, box.y + y);
+  await page.mouse.up();
+  await page.waitForFunction(() => /^\d$/.test(document.getElementById('prediction').textContent));
+  const pred = await page.textContent('#prediction');
+  const bars = await page.locator('#bars .bar').count();
+  check(pred === '1', `a drawn vertical stroke reads as ${pred}`);
+  check(bars === 3, `top-3 bars shown (${bars})`);
+  await page.screenshot({ path: join(out, 'page.png'), fullPage: true });
+
+  // Download the checkpoint.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const ck = join(out, 'web.safetensors');
+  await download.saveAs(ck);
+  check(download.suggestedFilename().endsWith('.safetensors'), `downloaded ${download.suggestedFilename()}`);
+
+  // A file that is not a checkpoint: a clear message in the page.
+  await writeFile(join(out, 'junk.safetensors'), 'this is not a checkpoint');
+  await page.setInputFiles('#load', join(out, 'junk.safetensors'));
+  await page.waitForFunction(() => document.getElementById('error').textContent.length > 0);
+  const err = await page.textContent('#error');
+  check(/junk\.safetensors/.test(err) && /not a safetensors/.test(err), `junk is refused: ${err}`);
+
+  // The downloaded checkpoint loads back and scores the same.
+  await page.setInputFiles('#load', ck);
+  await page.waitForFunction(() => /Loaded .*test accuracy/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
+  const acc2 = await page.textContent('#accuracy');
+  check(acc2 === acc, `the downloaded checkpoint loads back with the same accuracy (${acc2})`);
+
+  // Data files missing: a message naming the file, training off, never a blank page.
+  await page.goto(nodataUrl);
+  await page.waitForFunction(() => document.getElementById('error').textContent.length > 0, null, { timeout: 60000 });
+  const nodata = await page.textContent('#error');
+  check(/ubyte\.gz/.test(nodata) && /404/.test(nodata), `missing data is named: ${nodata}`);
+  check(await page.locator('#train').isDisabled(), 'training is off without data');
+  if (failed) console.log(logs.join('\n'));
+  await writeFile(join(out, 'accuracy.txt'), `${acc}\n`);
+} finally {
+  await browser.close();
+  for (const child of servers) child.kill();
+}
+process.exit(failed ? 1 : 0);
