@@ -26,67 +26,7 @@ const PRUNE: &str = include_str!("../../shaders/prune.wgsl");
 /// adapters); buffers bound there are at least this large.
 pub const UNIFORM_ARRAY: u64 = 65_536;
 
-/// Which matmul implementation the pipelines use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum MatmulVariant {
-    /// 4x4 register blocks per invocation, no barriers: fastest on CPU adapters (lavapipe).
-    Blocked,
-    /// 16x16 workgroup tiles in shared memory: what discrete GPUs want.
-    Tiled,
-}
-
-impl MatmulVariant {
-    pub fn name(self) -> &'static str {
-        match self {
-            MatmulVariant::Blocked => "blocked",
-            MatmulVariant::Tiled => "tiled",
-        }
-    }
-    /// The output block one workgroup covers, per side.
-    pub fn block(self) -> u32 {
-        match self {
-            MatmulVariant::Blocked => 32,
-            MatmulVariant::Tiled => 16,
-        }
-    }
-}
-
-/// Which implementation of a kernel a dispatch runs. Only the matmuls have more than `Scalar`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Form {
-    /// matmul.wgsl or matmul_tiled.wgsl (by [`MatmulVariant`]), and every other kernel.
-    Scalar,
-    /// matmul_vec4.wgsl: 8x8 register blocks with vec4 loads, for 16-byte aligned rows.
-    Vec4,
-    /// matmul_subgroup.wgsl: vec4 loads shared through subgroup shuffles, for adapters with
-    /// 8-wide subgroups (llvmpipe); matmul_forward and matmul_backward_weight only.
-    Subgroup,
-    /// matmul_input.wgsl: the subgroup form for the input layer, reading the batch packed (and
-    /// matmul_backward_weight's dout) from uniform buffers.
-    Input,
-}
-
-impl Form {
-    /// The suffix verify's table adds to the kernel's name.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Form::Scalar => "",
-            Form::Vec4 => " (vec4)",
-            Form::Subgroup => " (subgroup)",
-            Form::Input => " (subgroup, packed input)",
-        }
-    }
-
-    /// Workgroups for a matrix product whose output C is `rows` x `cols`.
-    pub fn groups(self, variant: MatmulVariant, rows: usize, cols: usize) -> [u32; 3] {
-        let side = match self {
-            Form::Scalar => variant.block(),
-            Form::Vec4 => 64,
-            Form::Subgroup | Form::Input => 32,
-        } as usize;
-        [cols.div_ceil(side) as u32, rows.div_ceil(side) as u32, 1]
-    }
-}
+pub use crate::gpu::matmul::{Form, MatmulVariant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {

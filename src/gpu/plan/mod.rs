@@ -1,6 +1,8 @@
 //! Plans: a step (or an evaluation) as plain data — an ordered list of dispatches — plus the
 //! bind groups and uniforms they use, all built once and replayed.
 
+pub mod build;
+
 use std::fmt;
 
 use crate::error::{Error, Result};
