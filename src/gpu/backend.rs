@@ -9,6 +9,7 @@ use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::gpu::plan::build::{Buffers, build_eval_plan, build_step_plan, mask_plan, packed_input};
 use crate::gpu::plan::{self, Plan};
+use crate::gpu::tune::{self, TuneReport};
 use crate::gpu::{CHUNK_ROWS, EVAL_ROWS, Gpu, MAX_IN_FLIGHT, STEPS_PER_SUBMIT};
 use crate::model::ModelSpec;
 use crate::optim::{OptimConfig, StepHyper};
@@ -189,6 +190,8 @@ pub struct GpuBackend {
     epoch_steps: usize,
     epoch_samples: usize,
     pub counters: Counters,
+    /// Which matmul forms the plans run, and why.
+    tuning: TuneReport,
 }
 
 /// A held-out split resident on the GPU with its evaluation plan and result buffers.
@@ -281,6 +284,13 @@ impl GpuBackend {
         let steps = n_train.div_ceil(batch).max(1);
         let step_losses = g.storage("step_losses", (steps * 4) as u64);
         let rows = batch.min(CHUNK_ROWS);
+        // The matmul forms first (auto: measured or cached), then the plans that use them. A
+        // backend with nothing to train (evaluation) has no step to tune.
+        let tuning = if n_train == 0 {
+            TuneReport::none(g)
+        } else {
+            tune::tune_model(g, spec, rows, train_data.pixels)?
+        };
         let packed = g.fuse && train_data.pixels && packed_input(g, spec, rows);
         let ws = Workspace::new(g, spec, rows, "train", packed);
         // The buffers only some runs use come after the ones every step streams through.
@@ -342,7 +352,13 @@ impl GpuBackend {
             epoch_steps: 0,
             epoch_samples: 0,
             counters: Counters::default(),
+            tuning,
         })
+    }
+
+    /// What `--kernel` chose for this model's products and why (measured, cached or forced).
+    pub fn tuning(&self) -> &TuneReport {
+        &self.tuning
     }
 
     pub fn plans(&self) -> Vec<&Plan> {
@@ -637,23 +653,8 @@ impl GpuBackend {
             let mut times = Vec::new();
             // One warm-up round, then the median of three.
             for _ in 0..4 {
-                let ctx = &self.gpu.ctx;
-                let mut enc = ctx
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("profile"),
-                    });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(&d.label),
-                        timestamp_writes: None,
-                    });
-                    plan.encode_repeated(&self.gpu.kernels, &mut pass, i, reps)?;
-                }
-                let t0 = std::time::Instant::now();
-                ctx.queue.submit([enc.finish()]);
-                ctx.wait()?;
-                times.push(t0.elapsed().as_secs_f64() * 1e9 / reps as f64);
+                let secs = plan.time_repeated(&self.gpu.ctx, &self.gpu.kernels, i, reps)?;
+                times.push(secs * 1e9);
             }
             let mut t = times[1..].to_vec();
             t.sort_by(f64::total_cmp);

@@ -3,9 +3,11 @@
 
 use wgpu::util::DeviceExt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::context::{GpuContext, GpuOptions};
-use crate::gpu::kernels::{self, Kernels, MatmulVariant};
+use crate::gpu::kernels::{self, Kernel, Kernels, LANE_WIDTHS, Lanes, MatmulVariant};
+use crate::gpu::matmul::{Form, Mm, blocked_form};
+use crate::gpu::tune::Tuner;
 
 /// A device with its pipelines, shared by every model built on it.
 pub struct Gpu {
@@ -16,19 +18,33 @@ pub struct Gpu {
     pub fuse: bool,
     /// Bound as the Input form's uniform arrays by the products that do not read them.
     pub(crate) no_uniform: wgpu::Buffer,
+    /// `--kernel auto`'s choices on this device and where it caches them.
+    pub(crate) tuner: Tuner,
 }
 
 impl Gpu {
-    /// Opens the adapter and compiles every kernel. `variant` None picks by adapter type:
-    /// register-blocked matmul on CPU adapters (lavapipe), workgroup tiles on real GPUs.
+    /// Opens the adapter and compiles every kernel. `variant` None is `auto`: each model's
+    /// products take the form measured fastest on this adapter (see gpu::tune).
     pub fn new(opts: &GpuOptions, variant: Option<MatmulVariant>) -> Result<Self> {
+        if let Some(w) = opts.emulate_lanes.filter(|w| !LANE_WIDTHS.contains(w)) {
+            return Err(Error::InvalidArg(format!(
+                "emulated subgroups of {w} lanes: the subgroup forms exist for {LANE_WIDTHS:?}"
+            )));
+        }
         let ctx = GpuContext::new(opts)?;
-        let variant = variant.unwrap_or(if ctx.is_cpu_adapter() {
-            MatmulVariant::Blocked
-        } else {
-            MatmulVariant::Tiled
-        });
-        let kernels = Kernels::new(&ctx, variant)?;
+        let variant = variant.unwrap_or(MatmulVariant::Auto);
+        let lanes = match opts.emulate_lanes {
+            Some(lanes) => Some(Lanes {
+                lanes,
+                shared: true,
+            }),
+            None => ctx.subgroup_size.map(|lanes| Lanes {
+                lanes,
+                shared: false,
+            }),
+        };
+        let kernels = Kernels::with_lanes(&ctx, variant, lanes)?;
+        let tuner = Tuner::new(opts, &ctx, &kernels);
         let no_uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("uniform array (unused)"),
             size: kernels::UNIFORM_ARRAY,
@@ -40,7 +56,30 @@ impl Gpu {
             kernels,
             fuse: !opts.unfused,
             no_uniform,
+            tuner,
         })
+    }
+
+    /// The form a product runs in: `--kernel tiled` tiles; `blocked` the register-blocked
+    /// forms by alignment; `auto` what the tuner measured for this shape, or, for shapes it
+    /// did not time, blocked on CPU adapters and tiled on GPUs.
+    pub fn matmul_form(&self, kernel: Kernel, mm: &Mm) -> Form {
+        let k = &self.kernels;
+        let blocked = || blocked_form(k.subgroup, kernel, mm);
+        match k.variant {
+            MatmulVariant::Tiled => Form::Tiled,
+            MatmulVariant::Blocked => blocked(),
+            MatmulVariant::Auto => match self.tuned(&mm.key(kernel)) {
+                Some(f) if f != Form::Input => f,
+                _ if k.cpu_adapter => blocked(),
+                _ => Form::Tiled,
+            },
+        }
+    }
+
+    /// The form the tuner chose for a shape key, if it timed it on this device.
+    pub fn tuned(&self, key: &str) -> Option<Form> {
+        self.tuner.get(key)
     }
 
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {

@@ -9,6 +9,7 @@ pub mod device;
 pub mod kernels;
 pub mod matmul;
 pub mod plan;
+pub mod tune;
 pub mod verify;
 
 use crate::model::Activation;

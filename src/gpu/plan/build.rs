@@ -7,6 +7,7 @@ use crate::gpu::backend::{GpuData, Workspace};
 use crate::gpu::kernels::{self, Form, Kernel, Kernels, MatmulVariant};
 use crate::gpu::matmul::{Mm, vec4_ok};
 use crate::gpu::plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
+use crate::gpu::tune::Product;
 use crate::gpu::{
     ACCUMULATE, ADD_BIAS, ADVANCE, BIAS_GRAD, FROM_STATE, Gpu, PACKED, SLOT_FROM_STATE, WITH_GRAD,
     act_flags,
@@ -37,15 +38,9 @@ fn push_mm(
     packed: Option<&wgpu::Buffer>,
     mm: Mm,
 ) {
-    let u = |x: usize| x as u32;
-    let kernels = &g.kernels;
-    let variant = kernels.variant;
-    let vec4 = variant == MatmulVariant::Blocked && vec4_ok(kernel, &mm);
-    let form = match (vec4, kernels.subgroup && kernel.has_form(Form::Subgroup)) {
-        _ if packed.is_some() => Form::Input,
-        (true, true) => Form::Subgroup,
-        (true, false) => Form::Vec4,
-        (false, _) => Form::Scalar,
+    let form = match packed {
+        Some(_) => Form::Input,
+        None => g.matmul_form(kernel, &mm),
     };
     // The Input form's uniform arrays: the packed batch, and matmul_backward_weight's dout.
     let xu = packed.unwrap_or(&g.no_uniform);
@@ -62,42 +57,48 @@ fn push_mm(
         label,
         kernel,
         &[out, a, b, bias, xu, du],
-        words(&[
-            u(mm.m),
-            u(mm.n),
-            u(mm.k),
-            mm.flags,
-            u(mm.a.0),
-            u(mm.a.1),
-            u(mm.a.2),
-            u(mm.b.0),
-            u(mm.b.1),
-            u(mm.b.2),
-            u(mm.c_off),
-            u(mm.bias_off),
-        ]),
-        form.groups(variant, mm.m, mm.n),
+        words(&mm.uniform()),
+        g.kernels.groups(form, mm.m, mm.n),
     );
     pb.set_flops(2 * (mm.m * mm.n * mm.k) as u64);
     pb.set_form(form);
 }
 
-/// Whether a training plan of `rows` rows keeps its batch packed for the Input form: the form
-/// is built, a hidden layer follows the input (whose forward and weight-gradient products both
-/// take the vec4 path), and the packed batch and that layer's dout fit a uniform binding.
-pub(crate) fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
+/// The input layer's two products, when a training plan of `rows` rows could keep its batch
+/// packed for the Input form: the form is built, a hidden layer follows the input (whose
+/// forward and weight-gradient products both take the vec4 path), and the packed batch and
+/// that layer's dout fit a uniform binding.
+pub(crate) fn packable(g: &Gpu, spec: &ModelSpec, rows: usize) -> Option<(Mm, Mm)> {
     let layers = spec.layers();
     let (Some(l), true) = (layers.first(), layers.len() > 1) else {
-        return false;
+        return None;
     };
     let fwd = Mm::forward(l, rows, 0);
     let bwd = Mm::weight(l, rows, BIAS_GRAD);
     let fits = |bytes: usize| bytes as u64 <= kernels::UNIFORM_ARRAY;
-    g.kernels.input
+    (g.kernels.input
         && vec4_ok(Kernel::MatmulForward, &fwd)
         && vec4_ok(Kernel::MatmulBackwardWeight, &bwd)
         && fits(rows * l.inp)
-        && fits(rows * l.out * 4)
+        && fits(rows * l.out * 4))
+    .then_some((fwd, bwd))
+}
+
+/// Whether a training plan of `rows` rows keeps its batch packed: it can, and (auto) the
+/// measurement chose the Input form for the input layer, or (blocked) always.
+pub(crate) fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
+    match packable(g, spec, rows) {
+        None => false,
+        Some((fwd, _)) => match g.kernels.variant {
+            MatmulVariant::Auto => g.tuned(&packed_key(&fwd)).is_none_or(|f| f == Form::Input),
+            _ => true,
+        },
+    }
+}
+
+/// The tuning key of the input layer's forward product weighed with the packed Input form.
+pub(crate) fn packed_key(fwd: &Mm) -> String {
+    format!("{} packed", fwd.key(Kernel::MatmulForward))
 }
 
 fn loss_words(classes: usize, rows: usize, flags: u32, slot: u32, scale: f32) -> UniformSrc {
@@ -490,16 +491,7 @@ fn push_backward(
                     b.params
                 },
                 None,
-                Mm {
-                    m: rows,
-                    n: s.inp,
-                    k: s.out,
-                    flags: if fuse_dact { dact } else { 0 },
-                    a: (0, s.out, 1),
-                    b: (s.w_off, s.inp, 1),
-                    c_off: 0,
-                    bias_off: 0,
-                },
+                Mm::input_grad(s, rows, if fuse_dact { dact } else { 0 }),
             );
             if let Some(d) = &dropout {
                 push_dropout(
@@ -804,4 +796,38 @@ pub(crate) fn mask_plan(
         groups_1d(n4, 256),
     );
     pb.build()
+}
+
+/// The matrix products a training step over `rows`-row passes runs, in plan order, as the
+/// tuner times them (the epilogue flags as the plan sets them without dropout).
+pub(crate) fn tuned_products(g: &Gpu, spec: &ModelSpec, rows: usize) -> Vec<Product> {
+    let layers = spec.layers();
+    let last = layers.len() - 1;
+    let head = g.fuse && head_fits(&g.kernels, spec, rows);
+    let through = if head { last } else { last + 1 };
+    let (act, dact) = act_flags(spec.activation);
+    let mut out = Vec::new();
+    for (l, s) in layers.iter().enumerate().take(through) {
+        let fused = if g.fuse && l != last { act } else { 0 };
+        out.push(Product {
+            what: format!("layers.{l} matmul_forward"),
+            kernel: Kernel::MatmulForward,
+            mm: Mm::forward(s, rows, ADD_BIAS | fused),
+        });
+    }
+    for (l, s) in layers.iter().enumerate().take(through).rev() {
+        out.push(Product {
+            what: format!("layers.{l} matmul_backward_weight"),
+            kernel: Kernel::MatmulBackwardWeight,
+            mm: Mm::weight(s, rows, if g.fuse { BIAS_GRAD } else { 0 }),
+        });
+        if l > 0 {
+            out.push(Product {
+                what: format!("layers.{l} matmul_backward_input"),
+                kernel: Kernel::MatmulBackwardInput,
+                mm: Mm::input_grad(s, rows, if g.fuse { dact } else { 0 }),
+            });
+        }
+    }
+    out
 }

@@ -65,7 +65,7 @@ pub fn check_matmul_input(
                 &NO_UNIFORM,
             ],
             &forward_words(b, k, n, 1 | act_flags(Activation::Relu).0, w_off, b_off),
-            form.groups(gpu.kernels.variant, b, n),
+            gpu.kernels.groups(form, b, n),
         )?;
         return Ok(compare(
             "matmul_forward + relu_forward (subgroup, packed input)",
@@ -103,7 +103,7 @@ pub fn check_matmul_input(
             w_off,
             b_off,
         ),
-        form.groups(gpu.kernels.variant, n, k),
+        gpu.kernels.groups(form, n, k),
     )?;
     Ok(compare(
         "matmul_backward_weight + bias_backward (subgroup, packed input)",
@@ -200,7 +200,7 @@ fn matmul_forward_case(
 ) -> Result<CheckRow> {
     let inp = rand_vec(b * k, seed, 1, -1.0, 1.0);
     // params: [junk, W [N,K], bias [N]]; an offset of 4 keeps vec4 rows aligned.
-    let w_off = if form == Form::Scalar { 3 } else { 4 };
+    let w_off = if form.aligned() { 4 } else { 3 };
     let mut params = rand_vec(w_off + n * k + n, seed, 2, -0.5, 0.5);
     params[..w_off].fill(f32::NAN);
     let b_off = w_off + n * k;
@@ -231,7 +231,7 @@ fn matmul_forward_case(
             &NO_UNIFORM,
         ],
         &forward_words(b, k, n, flags, w_off, b_off),
-        form.groups(gpu.kernels.variant, b, n),
+        gpu.kernels.groups(form, b, n),
     )?;
     Ok(compare(
         &fused_name("matmul_forward", act, false, form),
@@ -273,7 +273,7 @@ fn matmul_backward_input_case(
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 3, -1.0, 1.0);
-    let w_off = if form == Form::Scalar { 5 } else { 8 };
+    let w_off = if form.aligned() { 8 } else { 5 };
     let params = rand_vec(w_off + n * k, seed, 4, -0.5, 0.5);
     let mut want = vec![0.0; b * k];
     twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
@@ -311,7 +311,7 @@ fn matmul_backward_input_case(
             0,
             0,
         ],
-        form.groups(gpu.kernels.variant, b, k),
+        gpu.kernels.groups(form, b, k),
     )?;
     Ok(compare(
         &fused_name("matmul_backward_input", act, true, form),
@@ -358,7 +358,7 @@ fn matmul_backward_weight_case(
     let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
     let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
     // grads: [junk, dW [N,K], dbias [N]]
-    let off = if form == Form::Scalar { 2 } else { 4 };
+    let off = if form.aligned() { 4 } else { 2 };
     let bias_off = off + n * k;
     let grads = rand_vec(bias_off + n, seed, 7, -1.0, 1.0);
     let mut want = grads.clone();
@@ -382,7 +382,7 @@ fn matmul_backward_weight_case(
             &NO_UNIFORM,
         ],
         &weight_words(b, k, n, flags, off, bias_off),
-        form.groups(gpu.kernels.variant, n, k),
+        gpu.kernels.groups(form, n, k),
     )?;
     let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
     if with_bias {
@@ -1078,27 +1078,21 @@ pub fn check_dropout(
 }
 
 /// The forms of (matmul_forward, matmul_backward_input, matmul_backward_weight) that apply to
-/// (batch, in, out) on this device: always the scalar one, then the vec4 and subgroup ones where
-/// the sizes that step rows (and C's rows) are multiples of 4.
+/// (batch, in, out) on this device: the scalar and tiled ones where built, then the vec4 and
+/// subgroup ones where the sizes that step rows (and C's rows) are multiples of 4.
 pub fn forms(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [Vec<Form>; 3] {
-    let aligned = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked
-        && k.is_multiple_of(4)
-        && n.is_multiple_of(4)
-        && b > 0;
+    let aligned = k.is_multiple_of(4) && n.is_multiple_of(4) && b > 0;
     [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
     ]
     .map(|kernel| {
-        let mut v = vec![Form::Scalar];
-        if aligned {
-            v.push(Form::Vec4);
-            if gpu.kernels.subgroup && kernel.has_form(Form::Subgroup) {
-                v.push(Form::Subgroup);
-            }
-        }
-        v
+        [Form::Scalar, Form::Tiled, Form::Vec4, Form::Subgroup]
+            .into_iter()
+            .filter(|&f| gpu.kernels.has_matmul_form(f) && kernel.has_form(f))
+            .filter(|f| aligned || !f.aligned())
+            .collect()
     })
 }
 
