@@ -65,7 +65,7 @@ impl Gpu {
     /// did not time, blocked on CPU adapters and tiled on GPUs.
     pub fn matmul_form(&self, kernel: Kernel, mm: &Mm) -> Form {
         let k = &self.kernels;
-        let blocked = || blocked_form(k.subgroup, kernel, mm);
+        let blocked = || blocked_form(k.subgroup_unchecked_ok(), kernel, mm);
         match k.variant {
             MatmulVariant::Tiled => Form::Tiled,
             MatmulVariant::Blocked => blocked(),

@@ -486,6 +486,13 @@ impl Kernels {
         form.groups(self.lanes.map_or(8, |l| l.lanes), rows, cols)
     }
 
+    /// Whether the subgroup forms may run without a parity check of their own: through
+    /// workgroup memory (any adapter), or with shuffles at the width checked on hardware here
+    /// (8, lavapipe). Wider shuffle forms run only where `--kernel auto` checked them.
+    pub fn subgroup_unchecked_ok(&self) -> bool {
+        self.lanes.is_some_and(|l| l.shared || l.lanes == 8)
+    }
+
     /// Whether `form` was built for the matmuls.
     pub fn has_matmul_form(&self, form: Form) -> bool {
         self.pipelines.contains_key(&(Kernel::MatmulForward, form))

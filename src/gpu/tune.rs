@@ -31,7 +31,7 @@ const PARITY_ROWS: usize = 256;
 /// Reduction terms a probe runs (a multiple of 4, as the vec4 forms read them).
 const PROBE_K: usize = 32;
 /// Wall time one timing submit aims for.
-const TARGET: Duration = Duration::from_millis(4);
+const TARGET: Duration = Duration::from_millis(2);
 
 /// The device's tuning state: choices made so far, and the cache file.
 pub struct Tuner {
@@ -619,8 +619,8 @@ impl Scratch {
             ..*mm
         };
         let plan = self.plan(g, kernel, &short, form, g.kernels.groups(form, mm.m, mm.n))?;
-        run(g, &plan, 1)?;
-        // The better of two: one stall on a busy machine must not rule a form out.
+        // The better of two (the first is also the first use): one stall on a busy machine
+        // must not rule a form out.
         let t = run(g, &plan, 1)?.min(run(g, &plan, 1)?);
         Ok(t * mm.k as f64 / short.k.max(1) as f64)
     }

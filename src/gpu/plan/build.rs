@@ -90,8 +90,10 @@ pub(crate) fn packed_input(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
     match packable(g, spec, rows) {
         None => false,
         Some((fwd, _)) => match g.kernels.variant {
-            MatmulVariant::Auto => g.tuned(&packed_key(&fwd)).is_none_or(|f| f == Form::Input),
-            _ => true,
+            MatmulVariant::Auto => g
+                .tuned(&packed_key(&fwd))
+                .map_or(g.kernels.subgroup_unchecked_ok(), |f| f == Form::Input),
+            _ => g.kernels.subgroup_unchecked_ok(),
         },
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
 }
 
 /// Runs one dispatch of `kernel` over buffers initialised from `inputs` (in binding order) and
-/// returns every buffer's contents afterwards.
+/// returns every buffer's contents afterwards (the read-only ones as given).
 pub fn run_one(
     gpu: &Gpu,
     kernel: Kernel,
@@ -126,9 +126,14 @@ pub fn run_one(
         plan.encode(&gpu.kernels, &mut pass)?;
     }
     gpu.ctx.queue.submit([enc.finish()]);
+    // Only what the kernel may write is read back (a readback is a submit and a wait).
     bufs.iter()
         .zip(inputs)
-        .map(|(b, i)| {
+        .enumerate()
+        .map(|(n, (b, i))| {
+            if access.get(n) != Some(&Access::ReadWrite) {
+                return Ok(i.to_vec());
+            }
             let bytes = gpu
                 .ctx
                 .read_back(b, i.len().max(4).next_multiple_of(4) as u64)?;
