@@ -7,9 +7,12 @@ mod common;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use descent::backend::{Backend, Setup};
+use descent::gpu::kernels::Lanes;
 use descent::gpu::tune::Source;
 use descent::gpu::verify::{self, CheckRow};
-use descent::gpu::{Form, Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
+use descent::gpu::{
+    Form, Gpu, GpuBackend, GpuOptions, Kernel, Kernels, MatmulVariant, STEPS_PER_SUBMIT,
+};
 use descent::model::{Activation, Init, Loss, ModelSpec};
 use descent::optim::{OptimConfig, OptimizerKind, StepHyper};
 use descent::rng;
@@ -1290,5 +1293,15 @@ fn subgroup_forms_for_every_lane_width_match_cpu() {
             &verify::step_checks(g.clone(), &spec, 64, 2, OptimConfig::sgd(0.9), 0.0).unwrap(),
         );
         g.ctx.check_errors().expect("no validation errors");
+        // The shuffle versions of this width cannot run correctly here (8-wide subgroups), but
+        // they must compile and validate: what a GPU of that width will build.
+        if lanes != 8 {
+            let shuffles = Lanes {
+                lanes,
+                shared: false,
+            };
+            let k = Kernels::with_lanes(&g.ctx, MatmulVariant::Blocked, Some(shuffles)).unwrap();
+            assert!(k.has_matmul_form(Form::Subgroup) && k.has_matmul_form(Form::Input));
+        }
     }
 }
