@@ -7,8 +7,12 @@ mod common;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use descent::backend::{Backend, Setup};
+use descent::gpu::kernels::Lanes;
+use descent::gpu::tune::Source;
 use descent::gpu::verify::{self, CheckRow};
-use descent::gpu::{Form, Gpu, GpuBackend, GpuOptions, Kernel, MatmulVariant, STEPS_PER_SUBMIT};
+use descent::gpu::{
+    Form, Gpu, GpuBackend, GpuOptions, Kernel, Kernels, MatmulVariant, STEPS_PER_SUBMIT,
+};
 use descent::model::{Activation, Init, Loss, ModelSpec};
 use descent::optim::{OptimConfig, OptimizerKind, StepHyper};
 use descent::rng;
@@ -32,6 +36,7 @@ fn gpu_with(variant: MatmulVariant, unfused: bool) -> Arc<Gpu> {
         (_, true) => &UNFUSED,
         (MatmulVariant::Blocked, false) => &BLOCKED,
         (MatmulVariant::Tiled, false) => &TILED,
+        (MatmulVariant::Auto, false) => panic!("these devices force a variant; see gpu_cached"),
     };
     cell.get_or_init(|| {
         let opts = GpuOptions {
@@ -1096,5 +1101,207 @@ fn a_table_bigger_than_one_binding_trains_the_same() {
             (g - c).abs() <= 1e-4 + 1e-3 * c.abs(),
             "gpu {split:?} vs cpu {cpu:?}"
         );
+    }
+}
+
+/// A device with `--kernel` `variant` (None: auto) whose tuning cache lives in `dir`.
+fn gpu_cached(dir: &std::path::Path, variant: Option<MatmulVariant>) -> Arc<Gpu> {
+    let opts = GpuOptions {
+        validation: true,
+        cache_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    Arc::new(Gpu::new(&opts, variant).unwrap())
+}
+
+/// A small model's backend on `g`: 784-32-10 at batch 16 (its input layer may read the batch
+/// packed), so tuning stays cheap.
+fn small_backend(g: Arc<Gpu>) -> GpuBackend {
+    let spec = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
+    let setup = Setup {
+        spec: spec.clone(),
+        params: spec.init_params(Init::Auto, 1),
+        train: Arc::new(verify::synthetic(64, 1)),
+        test: Arc::new(verify::synthetic(8, 2)),
+        val: None,
+        batch: 16,
+        optim: OptimConfig::sgd(0.9),
+        dropout: 0.0,
+        seed: 0,
+    };
+    GpuBackend::new(g, &setup).unwrap()
+}
+
+/// The forms of the training step's matrix products, in plan order.
+fn step_forms(b: &GpuBackend) -> Vec<Form> {
+    b.plans()[0]
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel.is_matmul())
+        .map(|d| d.form)
+        .collect()
+}
+
+fn cache_file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(descent::gpu::tune::CACHE_FILE)
+}
+
+/// `--kernel auto` times the forms and takes the fastest that passes parity; the plan runs
+/// what it chose; a second device on the same cache reads the choices without measuring.
+#[test]
+fn auto_tuning_chooses_forms_that_pass_parity_and_a_second_open_reads_the_cache() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let b = small_backend(gpu_cached(dir.path(), None));
+    let r = b.tuning().clone();
+    assert!(r.measured() > 0 && r.from_cache() == 0, "{r}");
+    for e in &r.entries {
+        let chosen = e.candidates.iter().find(|c| match e.pair {
+            true => c.form == e.chosen.name() || e.chosen != Form::Input,
+            false => c.form == e.chosen.name(),
+        });
+        let c = chosen.unwrap_or_else(|| panic!("{} chose a form it did not time:\n{r}", e.what));
+        assert_eq!(
+            c.parity,
+            Some(true),
+            "{}: chosen form unchecked\n{r}",
+            e.what
+        );
+        // Every candidate that was checked and failed is not the one chosen.
+        assert!(e.candidates.iter().all(|c| c.micros.is_some()), "{r}");
+    }
+    let forms = step_forms(&b);
+    for e in r.entries.iter().filter(|e| !e.pair) {
+        assert!(
+            forms.contains(&e.chosen),
+            "plan {forms:?} lacks {:?}\n{r}",
+            e.chosen
+        );
+    }
+    assert!(cache_file(dir.path()).exists(), "no cache written\n{r}");
+    // A new device: the memory is empty, the file answers.
+    let b2 = small_backend(gpu_cached(dir.path(), None));
+    let r2 = b2.tuning();
+    assert_eq!(r2.measured(), 0, "{r2}");
+    assert_eq!(r2.from_cache(), r.entries.len(), "{r2}");
+    assert_eq!(r2.elapsed, std::time::Duration::ZERO);
+    assert_eq!(step_forms(&b2), forms);
+    assert_eq!(
+        b2.plans()[0].dispatches.len(),
+        b.plans()[0].dispatches.len()
+    );
+}
+
+/// A corrupt cache file is reported, ignored, and rewritten with the new measurements.
+#[test]
+fn a_corrupt_tuning_cache_is_ignored_and_rewritten() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(cache_file(dir.path()), "{\"format\": 1, \"entries\": [tru").unwrap();
+    let b = small_backend(gpu_cached(dir.path(), None));
+    let r = b.tuning();
+    assert!(r.measured() > 0, "{r}");
+    assert!(
+        r.cache_notes.iter().any(|n| n.contains("corrupt")),
+        "no note of the corrupt file:\n{r}"
+    );
+    let text = std::fs::read_to_string(cache_file(dir.path())).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the cache was rewritten");
+    let entries = v["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), r.measured(), "{text}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["form"].is_string() && e["key"].is_string())
+    );
+}
+
+/// `--kernel tiled` and `--kernel blocked` force their forms whatever the cache says.
+#[test]
+fn kernel_flag_overrides_the_tuning_cache() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Fill the cache, then make every cached choice the scalar form.
+    drop(small_backend(gpu_cached(dir.path(), None)));
+    let path = cache_file(dir.path());
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for e in v["entries"].as_array_mut().unwrap() {
+        e["form"] = "scalar".into();
+    }
+    std::fs::write(&path, v.to_string()).unwrap();
+    // Auto follows the file: unpacked, and scalar wherever the file answers (the products
+    // the packed pair had covered are timed now).
+    let auto = small_backend(gpu_cached(dir.path(), None));
+    let r = auto.tuning();
+    assert!(r.from_cache() > 0, "{r}");
+    for e in r.entries.iter().filter(|e| e.source == Source::Cache) {
+        assert_eq!(e.chosen, Form::Scalar, "{r}");
+    }
+    assert!(!step_forms(&auto).contains(&Form::Input), "{r}");
+    let tiled = small_backend(gpu_cached(dir.path(), Some(MatmulVariant::Tiled)));
+    assert!(tiled.tuning().entries.is_empty());
+    assert_eq!(tiled.tuning().policy, MatmulVariant::Tiled);
+    assert!(step_forms(&tiled).iter().all(|&f| f == Form::Tiled));
+    let blocked = small_backend(gpu_cached(dir.path(), Some(MatmulVariant::Blocked)));
+    assert!(blocked.tuning().entries.is_empty());
+    // lavapipe: the packed batch, read by the Input form, as without a cache.
+    assert_eq!(step_forms(&blocked), vec![Form::Input, Form::Input]);
+}
+
+/// The subgroup kernels for 8, 16, 32 and 64 lanes, run through workgroup memory (the same lane
+/// arithmetic as with shuffles), match the CPU at awkward shapes and through whole steps.
+#[test]
+fn subgroup_forms_for_every_lane_width_match_cpu() {
+    let _g = serial();
+    for lanes in [8, 16, 32, 64] {
+        let opts = GpuOptions {
+            validation: true,
+            emulate_lanes: Some(lanes),
+            no_tune_cache: true,
+            ..Default::default()
+        };
+        let g = Arc::new(Gpu::new(&opts, Some(MatmulVariant::Blocked)).unwrap());
+        assert_eq!(g.kernels.lanes.map(|l| l.lanes), Some(lanes));
+        let mut rows = Vec::new();
+        for (i, &s) in SHAPES.iter().enumerate() {
+            let [fwd, _, bwd] = verify::forms(&g, s);
+            if fwd.contains(&Form::Subgroup) {
+                rows.push(verify::check_matmul_forward(&g, s, Form::Subgroup, i as u32).unwrap());
+            }
+            if bwd.contains(&Form::Subgroup) {
+                rows.push(
+                    verify::check_matmul_backward_weight_bias(
+                        &g,
+                        s,
+                        i % 2 == 0,
+                        Form::Subgroup,
+                        i as u32,
+                    )
+                    .unwrap(),
+                );
+            }
+        }
+        for (i, &(b, n)) in verify::INPUT_SHAPES.iter().enumerate() {
+            rows.push(verify::check_matmul_input(&g, b, n, i % 2 == 1, false, i as u32).unwrap());
+        }
+        assert!(rows.len() >= 10, "{lanes} lanes: only {} cases", rows.len());
+        assert_rows(&rows);
+        // The default model's step reads its batch packed through the Input form.
+        let spec = ModelSpec::new(&[128], Activation::Relu, Loss::Xent);
+        assert_rows(
+            &verify::step_checks(g.clone(), &spec, 64, 2, OptimConfig::sgd(0.9), 0.0).unwrap(),
+        );
+        g.ctx.check_errors().expect("no validation errors");
+        // The shuffle versions of this width cannot run correctly here (8-wide subgroups), but
+        // they must compile and validate: what a GPU of that width will build.
+        if lanes != 8 {
+            let shuffles = Lanes {
+                lanes,
+                shared: false,
+            };
+            let k = Kernels::with_lanes(&g.ctx, MatmulVariant::Blocked, Some(shuffles)).unwrap();
+            assert!(k.has_matmul_form(Form::Subgroup) && k.has_matmul_form(Form::Input));
+        }
     }
 }

@@ -201,7 +201,9 @@ pub struct DeviceArgs {
     /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Matmul kernel variant [default: blocked on CPU adapters such as lavapipe, tiled on GPUs].
+    /// Matmul kernels: auto (the forms measured fastest on this adapter at the model's shapes,
+    /// cached in ~/.cache/descent; $DESCENT_CACHE_DIR moves it, $DESCENT_NO_TUNE_CACHE=1 turns
+    /// it off), blocked (register blocks: CPU adapters) or tiled (workgroup tiles) [default: auto].
     #[arg(long, value_enum)]
     pub kernel: Option<MatmulVariant>,
     /// GPU: run activations and their derivatives as separate dispatches, not fused into the
@@ -239,6 +241,7 @@ pub fn open_gpu(dev: &DeviceArgs, max_binding_bytes: u64) -> Result<Option<Arc<G
         validation: std::env::var_os("DESCENT_VALIDATION").is_some(),
         max_binding_bytes,
         unfused: dev.unfused,
+        ..Default::default()
     };
     match Gpu::new(&opts, dev.kernel) {
         // A software adapter (lavapipe) runs the same two cores as the CPU path, an order of

@@ -443,6 +443,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .ok_or_else(|| Error::InvalidArg("--print-plan needs a GPU adapter".into()))?;
         let b = GpuBackend::new(gpu, &setup)?;
         println!("{}", b.device());
+        print!("{}", b.tuning());
         for p in b.plans() {
             println!("{p}");
         }

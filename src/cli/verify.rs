@@ -13,7 +13,7 @@ pub struct VerifyArgs {
     /// Pick the GPU adapter whose name contains this (case-insensitive); also $WGPU_ADAPTER_NAME.
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Matmul kernel variant to check [default: by adapter type].
+    /// Matmul forms to build and check: auto (all this adapter has), blocked or tiled [default: auto].
     #[arg(long, value_enum)]
     pub kernel: Option<MatmulVariant>,
 }

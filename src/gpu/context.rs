@@ -13,10 +13,13 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// Subgroup operations are on and every subgroup is exactly 8 invocations wide, as
-    /// shaders/matmul_subgroup.wgsl assumes.
+    /// Subgroup operations are on and every subgroup is exactly 8 invocations wide (llvmpipe).
     pub subgroup8: bool,
-    /// Subgroup operations are on and subgroups are at least 8 wide (shaders/head.wgsl).
+    /// Subgroup operations are on and every subgroup has this one width, one the subgroup
+    /// matmul forms are generated for (8, 16, 32 or 64).
+    pub subgroup_size: Option<u32>,
+    /// Subgroup operations are on and subgroups are 8 to 64 wide (shaders/head.wgsl: its
+    /// 64-invocation workgroup is whole subgroups, each with lanes 0..7).
     pub subgroups: bool,
     /// Validation errors the device reported outside an error scope; checked at every sync point.
     errors: Arc<Mutex<Vec<String>>>,
@@ -33,6 +36,15 @@ pub struct GpuOptions {
     pub max_binding_bytes: u64,
     /// Run activations as their own dispatches instead of in the matmul epilogues.
     pub unfused: bool,
+    /// Where `--kernel auto` keeps its choices: None is $DESCENT_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/descent, else ~/.cache/descent.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Measure every time, reading and writing no cache (also $DESCENT_NO_TUNE_CACHE).
+    pub no_tune_cache: bool,
+    /// Build the subgroup forms for this many lanes (8, 16, 32 or 64) sharing operands through
+    /// workgroup memory instead of shuffles: runs the lane arithmetic of another subgroup
+    /// width on this adapter (how the tests check the widths lavapipe lacks).
+    pub emulate_lanes: Option<u32>,
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -153,8 +165,15 @@ impl GpuContext {
             have.max_compute_workgroups_per_dimension.min(65_535);
         let features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
-        let subgroups = features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        let subgroups = features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+            && info.subgroup_max_size <= 64;
         let subgroup8 = subgroups && info.subgroup_max_size == 8;
+        // A workgroup of S lanes is one subgroup only where every subgroup is exactly S wide.
+        let subgroup_size = (subgroups
+            && info.subgroup_min_size == info.subgroup_max_size
+            && crate::gpu::kernels::LANE_WIDTHS.contains(&info.subgroup_max_size))
+        .then_some(info.subgroup_max_size);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("descent"),
             required_features: features,
@@ -179,6 +198,7 @@ impl GpuContext {
             limits,
             features,
             subgroup8,
+            subgroup_size,
             subgroups,
             errors,
         })

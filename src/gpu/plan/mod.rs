@@ -1,6 +1,8 @@
 //! Plans: a step (or an evaluation) as plain data — an ordered list of dispatches — plus the
 //! bind groups and uniforms they use, all built once and replayed.
 
+pub mod build;
+
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -64,6 +66,36 @@ impl Plan {
             pass.dispatch_workgroups(x, y, z);
         }
         Ok(())
+    }
+}
+
+impl Plan {
+    /// Wall-clock seconds per dispatch of dispatch `i` run `reps` times in a row in one submit,
+    /// waited for (what a dispatch costs beyond its kernel included: on llvmpipe, hand-offs).
+    pub fn time_repeated(
+        &self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        i: usize,
+        reps: usize,
+    ) -> Result<f64> {
+        let label = self.dispatches.get(i).map_or("", |d| d.label.as_str());
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("timing"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            self.encode_repeated(kernels, &mut pass, i, reps)?;
+        }
+        let t0 = std::time::Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait()?;
+        Ok(t0.elapsed().as_secs_f64() / reps.max(1) as f64)
     }
 }
 

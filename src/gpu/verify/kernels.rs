@@ -1,147 +1,18 @@
-//! Parity of every GPU kernel with its CPU twin, and of whole training steps: the engine of
-//! `descent verify` and of the GPU tests.
+//! Parity of each kernel entry point (and each form of the matmuls) with its CPU twin, on
+//! seeded inputs of awkward shapes.
 
-use std::sync::Arc;
-
-use crate::backend::{Backend, Setup, Split};
-use crate::cpu::{self, CpuBackend, kernels as twin};
+use crate::cpu::{self, kernels as twin};
 use crate::data::{CLASSES, Dataset, PIXELS};
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, Form};
-use crate::gpu::plan::{PlanBuilder, groups_1d, words};
-use crate::gpu::{Gpu, GpuBackend, Kernel, act_flags};
-use crate::model::{Activation, Init, Loss, ModelSpec};
+use crate::error::Result;
+use crate::gpu::kernels::Form;
+use crate::gpu::plan::groups_1d;
+use crate::gpu::{Gpu, Kernel, act_flags};
+use crate::model::{Activation, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, StepHyper};
 use crate::rng;
 
-/// One line of the verification table.
-#[derive(Clone, Debug)]
-pub struct CheckRow {
-    pub kernel: String,
-    pub shape: String,
-    pub max_abs: f32,
-    pub max_rel: f32,
-    /// The first element outside `atol + rtol·|ref|`, if any.
-    pub first_bad: Option<usize>,
-}
-
-impl CheckRow {
-    pub fn pass(&self) -> bool {
-        self.first_bad.is_none()
-    }
-}
-
-/// Compares `got` with the CPU reference `want` under |got − want| ≤ atol + rtol·|want|.
-pub fn compare(
-    kernel: &str,
-    shape: String,
-    got: &[f32],
-    want: &[f32],
-    atol: f32,
-    rtol: f32,
-) -> CheckRow {
-    let mut row = CheckRow {
-        kernel: kernel.to_owned(),
-        shape,
-        max_abs: 0.0,
-        max_rel: 0.0,
-        first_bad: (got.len() != want.len()).then_some(got.len().min(want.len())),
-    };
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g - w).abs();
-        let bad = d.is_nan() || d > atol + rtol * w.abs();
-        if bad && row.first_bad.is_none() {
-            row.first_bad = Some(i);
-        }
-        if d > row.max_abs || d.is_nan() {
-            row.max_abs = d;
-        }
-        let rel = d / w.abs().max(1e-6);
-        if rel > row.max_rel {
-            row.max_rel = rel;
-        }
-    }
-    row
-}
-
-fn rand_vec(n: usize, seed: u32, stream: u32, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| lo + (hi - lo) * rng::uniform(seed, stream, i as u32))
-        .collect()
-}
-
-fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
-    (0..n)
-        .map(|i| rng::hash3(seed, 77, i as u32) % CLASSES as u32)
-        .collect()
-}
-
-/// Runs one dispatch of `kernel` over buffers initialised from `inputs` (in binding order) and
-/// returns every buffer's contents afterwards.
-pub fn run_one(
-    gpu: &Gpu,
-    kernel: Kernel,
-    form: Form,
-    inputs: &[&[u8]],
-    uniform: &[u32],
-    workgroups: [u32; 3],
-) -> Result<Vec<Vec<u8>>> {
-    // In binding order, as PlanBuilder binds them: storage buffers and uniform arrays.
-    let access: Vec<Access> = kernel
-        .bindings()
-        .iter()
-        .map(|&(_, a)| a)
-        .filter(|&a| a != Access::Uniform)
-        .collect();
-    let bufs: Vec<wgpu::Buffer> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let label = format!("{}[{i}]", kernel.name());
-            if access.get(i) == Some(&Access::UniformBuffer) {
-                gpu.uniform_init(&label, b)
-            } else {
-                gpu.storage_init(&label, b)
-            }
-        })
-        .collect();
-    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
-    let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
-    pb.push(kernel.name(), kernel, &refs, words(uniform), workgroups);
-    pb.set_form(form);
-    let plan = pb.build()?;
-    let mut enc = gpu
-        .ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("verify"),
-        });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name()),
-            timestamp_writes: None,
-        });
-        plan.encode(&gpu.kernels, &mut pass)?;
-    }
-    gpu.ctx.queue.submit([enc.finish()]);
-    bufs.iter()
-        .zip(inputs)
-        .map(|(b, i)| {
-            let bytes = gpu
-                .ctx
-                .read_back(b, i.len().max(4).next_multiple_of(4) as u64)?;
-            Ok(bytes[..i.len()].to_vec())
-        })
-        .collect()
-}
-
-fn f32s(b: &[u8]) -> Vec<f32> {
-    bytemuck::pod_collect_to_vec(b)
-}
-
-fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
-    bytemuck::cast_slice(v)
-}
+use super::steps::{synthetic, synthetic_features};
+use super::{CheckRow, bytes, compare, f32s, rand_labels, rand_vec, run_one};
 
 /// The Input form of matmul_forward (`backward` false: out = relu(x·Wᵀ + b)) or of
 /// matmul_backward_weight (`backward` true: dW, db (+)= doutᵀ·[x, 1]), where x [B, 784] arrives
@@ -194,7 +65,7 @@ pub fn check_matmul_input(
                 &NO_UNIFORM,
             ],
             &forward_words(b, k, n, 1 | act_flags(Activation::Relu).0, w_off, b_off),
-            form.groups(gpu.kernels.variant, b, n),
+            gpu.kernels.groups(form, b, n),
         )?;
         return Ok(compare(
             "matmul_forward + relu_forward (subgroup, packed input)",
@@ -232,7 +103,7 @@ pub fn check_matmul_input(
             w_off,
             b_off,
         ),
-        form.groups(gpu.kernels.variant, n, k),
+        gpu.kernels.groups(form, n, k),
     )?;
     Ok(compare(
         "matmul_backward_weight + bias_backward (subgroup, packed input)",
@@ -329,7 +200,7 @@ fn matmul_forward_case(
 ) -> Result<CheckRow> {
     let inp = rand_vec(b * k, seed, 1, -1.0, 1.0);
     // params: [junk, W [N,K], bias [N]]; an offset of 4 keeps vec4 rows aligned.
-    let w_off = if form == Form::Scalar { 3 } else { 4 };
+    let w_off = if form.aligned() { 4 } else { 3 };
     let mut params = rand_vec(w_off + n * k + n, seed, 2, -0.5, 0.5);
     params[..w_off].fill(f32::NAN);
     let b_off = w_off + n * k;
@@ -360,7 +231,7 @@ fn matmul_forward_case(
             &NO_UNIFORM,
         ],
         &forward_words(b, k, n, flags, w_off, b_off),
-        form.groups(gpu.kernels.variant, b, n),
+        gpu.kernels.groups(form, b, n),
     )?;
     Ok(compare(
         &fused_name("matmul_forward", act, false, form),
@@ -402,7 +273,7 @@ fn matmul_backward_input_case(
     seed: u32,
 ) -> Result<CheckRow> {
     let dout = rand_vec(b * n, seed, 3, -1.0, 1.0);
-    let w_off = if form == Form::Scalar { 5 } else { 8 };
+    let w_off = if form.aligned() { 8 } else { 5 };
     let params = rand_vec(w_off + n * k, seed, 4, -0.5, 0.5);
     let mut want = vec![0.0; b * k];
     twin::matmul_backward_input(&mut want, &dout, &params[w_off..], b, k, n);
@@ -440,7 +311,7 @@ fn matmul_backward_input_case(
             0,
             0,
         ],
-        form.groups(gpu.kernels.variant, b, k),
+        gpu.kernels.groups(form, b, k),
     )?;
     Ok(compare(
         &fused_name("matmul_backward_input", act, true, form),
@@ -487,7 +358,7 @@ fn matmul_backward_weight_case(
     let dout = rand_vec(b * n, seed, 5, -1.0, 1.0);
     let inp = rand_vec(b * k, seed, 6, 0.0, 1.0);
     // grads: [junk, dW [N,K], dbias [N]]
-    let off = if form == Form::Scalar { 2 } else { 4 };
+    let off = if form.aligned() { 4 } else { 2 };
     let bias_off = off + n * k;
     let grads = rand_vec(bias_off + n, seed, 7, -1.0, 1.0);
     let mut want = grads.clone();
@@ -511,7 +382,7 @@ fn matmul_backward_weight_case(
             &NO_UNIFORM,
         ],
         &weight_words(b, k, n, flags, off, bias_off),
-        form.groups(gpu.kernels.variant, n, k),
+        gpu.kernels.groups(form, n, k),
     )?;
     let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
     if with_bias {
@@ -1207,27 +1078,21 @@ pub fn check_dropout(
 }
 
 /// The forms of (matmul_forward, matmul_backward_input, matmul_backward_weight) that apply to
-/// (batch, in, out) on this device: always the scalar one, then the vec4 and subgroup ones where
-/// the sizes that step rows (and C's rows) are multiples of 4.
+/// (batch, in, out) on this device: the scalar and tiled ones where built, then the vec4 and
+/// subgroup ones where the sizes that step rows (and C's rows) are multiples of 4.
 pub fn forms(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [Vec<Form>; 3] {
-    let aligned = gpu.kernels.variant == crate::gpu::MatmulVariant::Blocked
-        && k.is_multiple_of(4)
-        && n.is_multiple_of(4)
-        && b > 0;
+    let aligned = k.is_multiple_of(4) && n.is_multiple_of(4) && b > 0;
     [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
     ]
     .map(|kernel| {
-        let mut v = vec![Form::Scalar];
-        if aligned {
-            v.push(Form::Vec4);
-            if gpu.kernels.subgroup && kernel.has_form(Form::Subgroup) {
-                v.push(Form::Subgroup);
-            }
-        }
-        v
+        [Form::Scalar, Form::Tiled, Form::Vec4, Form::Subgroup]
+            .into_iter()
+            .filter(|&f| gpu.kernels.has_matmul_form(f) && kernel.has_form(f))
+            .filter(|f| aligned || !f.aligned())
+            .collect()
     })
 }
 
@@ -1478,217 +1343,3 @@ pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 6] = [
     (7, 784, Loss::Xent, None, false),
     (33, 4, Loss::Mse, Some(Activation::Relu), true),
 ];
-
-/// A small synthetic data set (random pixels, labels from a fixed rule) for step parity.
-pub fn synthetic(n: usize, seed: u32) -> Dataset {
-    Dataset::pixels(
-        (0..n * PIXELS)
-            .map(|i| (rng::hash3(seed, 21, i as u32) & 255) as u8)
-            .collect(),
-        (0..n)
-            .map(|i| (rng::hash3(seed, 22, i as u32) % 10) as u8)
-            .collect(),
-    )
-}
-
-/// A small synthetic table of f32 features [n, width] in classes 0..classes whose label
-/// follows the features (the class whose feature block has the largest sum), so a model can
-/// learn it: for parity tests and the shape tests of `--data`.
-pub fn synthetic_features(n: usize, width: usize, classes: usize, seed: u32) -> Dataset {
-    let features: Vec<f32> = (0..n * width)
-        .map(|i| rng::uniform(seed, 23, i as u32) * 2.0 - 1.0)
-        .collect();
-    let labels = features
-        .chunks_exact(width)
-        .map(|row| {
-            let score = |c: usize| -> f32 {
-                row.iter()
-                    .enumerate()
-                    .filter(|(j, _)| j % classes == c)
-                    .map(|(_, v)| v)
-                    .sum()
-            };
-            (0..classes)
-                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
-                .unwrap_or(0) as u8
-        })
-        .collect();
-    Dataset::floats(features, labels, width, classes)
-}
-
-/// Trains `steps` steps on the CPU and GPU from the same seed and compares: the first step's
-/// gradient, the per-step losses, and the final parameters and optimizer state. The learning
-/// rate follows a warm-up, so the per-step table is exercised; with `dropout`, both paths must
-/// drop the same units.
-pub fn step_checks(
-    gpu: Arc<Gpu>,
-    spec: &ModelSpec,
-    batch: usize,
-    steps: usize,
-    optim: OptimConfig,
-    dropout: f32,
-) -> Result<Vec<CheckRow>> {
-    let n = batch * steps;
-    // MNIST-shaped models train on pixels (the packed path), any other on f32 features.
-    let mnist = spec.inputs() == PIXELS && spec.classes() == CLASSES;
-    let data = |n: usize, seed: u32| {
-        if mnist {
-            synthetic(n, seed)
-        } else {
-            synthetic_features(n, spec.inputs(), spec.classes(), seed)
-        }
-    };
-    let train = Arc::new(data(n, 3));
-    let test = Arc::new(data(50, 4));
-    let params = spec.init_params(Init::Auto, 11);
-    let order = rng::permutation(n, 5, rng::stream::SHUFFLE);
-    let lr = if optim.kind.is_adam() { 0.003 } else { 0.05 };
-    let hyper: Vec<StepHyper> = (0..steps)
-        .map(|t| optim.step_hyper(t as u64 + 100, lr * (t + 1) as f32 / steps as f32))
-        .collect();
-    let setup = Setup {
-        spec: spec.clone(),
-        params: params.clone(),
-        train: train.clone(),
-        test: test.clone(),
-        val: None,
-        batch,
-        optim,
-        dropout,
-        seed: 9,
-    };
-    let mut cpu = CpuBackend::new(setup.clone());
-    let mut gpu_b = GpuBackend::new(gpu, &setup)?;
-    let shape = format!(
-        "{} B={batch} {}{}",
-        spec.describe(),
-        optim.kind.name(),
-        if dropout > 0.0 {
-            format!(" dropout {dropout}")
-        } else {
-            String::new()
-        }
-    );
-    let mut rows = Vec::new();
-
-    // One step's gradient against the CPU reference on the same batch.
-    let mut ws = cpu::Workspace::new(spec, batch);
-    cpu::gather(&mut ws, &train, &order, 0, batch);
-    let x = ws.activations[0][..batch * spec.inputs()].to_vec();
-    let y = ws.labels[..batch].to_vec();
-    let (_, want_grads) = match dropout {
-        0.0 => cpu::loss_and_grads(spec, &params, &x, &y),
-        _ => cpu::loss_and_grads_dropout(spec, &params, &x, &y, dropout, 9, hyper[0].t),
-    };
-    cpu.begin_epoch(&order, &hyper, 0)?;
-    gpu_b.begin_epoch(&order, &hyper, 0)?;
-    let mut cpu_losses = Vec::new();
-    let mut before = 0.0;
-    for s in 0..steps {
-        cpu.step(s, s * batch, batch)?;
-        gpu_b.step(s, s * batch, batch)?;
-        if s == 0 {
-            let g = gpu_b.grads()?;
-            rows.push(compare(
-                "step: grads",
-                shape.clone(),
-                &g,
-                &want_grads,
-                1e-5,
-                1e-3,
-            ));
-        }
-        let total = cpu.end_epoch()?.loss_sum;
-        cpu_losses.push(((total - before) / batch as f64) as f32);
-        before = total;
-    }
-    let gpu_losses: Vec<f32> = gpu_b
-        .step_loss_sums()?
-        .iter()
-        .map(|&l| l / batch as f32)
-        .collect();
-    rows.push(compare(
-        "steps: loss trajectory",
-        format!("{shape}, {steps} steps"),
-        &gpu_losses,
-        &cpu_losses,
-        1e-4,
-        1e-4,
-    ));
-    let p_cpu = cpu.params()?;
-    let p_gpu = gpu_b.params()?;
-    rows.push(compare(
-        "steps: final params",
-        format!("{shape}, {steps} steps"),
-        &p_gpu,
-        &p_cpu,
-        1e-4,
-        1e-3,
-    ));
-    for (name, (g, c)) in optim
-        .kind
-        .state_names()
-        .iter()
-        .zip(gpu_b.optimizer_state()?.iter().zip(cpu.optimizer_state()?))
-    {
-        rows.push(compare(
-            &format!("steps: final {name}"),
-            format!("{shape}, {steps} steps"),
-            g,
-            &c,
-            1e-4,
-            1e-3,
-        ));
-    }
-    let e_cpu = cpu.evaluate(Split::Test)?;
-    let e_gpu = gpu_b.evaluate(Split::Test)?;
-    rows.push(compare(
-        "evaluate: loss, accuracy",
-        format!("{shape}, 50 samples"),
-        &[e_gpu.loss as f32, e_gpu.accuracy as f32],
-        &[e_cpu.loss as f32, e_cpu.accuracy as f32],
-        1e-4,
-        1e-3,
-    ));
-    Ok(rows)
-}
-
-/// Formats the table `descent verify` prints.
-pub fn table(rows: &[CheckRow]) -> String {
-    let mut s = format!(
-        "{:<66} {:<30} {:>11} {:>11}  {}\n",
-        "kernel", "shape", "max abs err", "max rel err", "result"
-    );
-    for r in rows {
-        s.push_str(&format!(
-            "{:<66} {:<30} {:>11.3e} {:>11.3e}  {}\n",
-            r.kernel,
-            r.shape,
-            r.max_abs,
-            r.max_rel,
-            match r.first_bad {
-                None => "pass".to_owned(),
-                Some(i) => format!("FAIL (first bad index {i})"),
-            }
-        ));
-    }
-    s
-}
-
-/// Fails when any row failed, naming them.
-pub fn require_all_pass(rows: &[CheckRow]) -> Result<()> {
-    let bad: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.pass())
-        .map(|r| format!("{} {}", r.kernel, r.shape))
-        .collect();
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Gpu(format!(
-            "{} check(s) failed on this adapter: {}",
-            bad.len(),
-            bad.join("; ")
-        )))
-    }
-}
