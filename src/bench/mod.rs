@@ -145,9 +145,8 @@ pub struct Report {
     pub devices: Vec<DeviceInfo>,
     pub points: Vec<Point>,
     pub kernels: Vec<KernelTable>,
-    /// The GPU matmul autotuner's report (kernels chosen by measurement), when there is one.
-    // TUNING REPORT: wire `GpuBackend::tuning()` (a struct with Display) in here at merge; until
-    // then the variant is chosen by adapter type or `--kernel`, shown in DeviceInfo.
+    /// The GPU matmul autotuner's report for each GPU at the kernel table's batch (which form
+    /// each product runs, the candidates' times and parity, cache or measured), when there is one.
     pub tuning: Option<String>,
 }
 
@@ -361,7 +360,7 @@ pub fn run(config: Config, inputs: &Inputs, devices: Devices) -> Result<Report> 
             devices: figs,
         });
     }
-    let kernels = kernel_tables(&config, inputs, &devices)?;
+    let (kernels, tuning) = kernel_tables(&config, inputs, &devices)?;
     Ok(Report {
         version: env!("CARGO_PKG_VERSION"),
         config,
@@ -369,13 +368,17 @@ pub fn run(config: Config, inputs: &Inputs, devices: Devices) -> Result<Report> 
         devices: devices.list.into_iter().map(|(_, i)| i).collect(),
         points,
         kernels,
-        tuning: None,
+        tuning: (!tuning.is_empty()).then(|| tuning.join("\n")),
     })
 }
 
 /// The step at `kernel_batch` kernel by kernel: on each GPU its plan's dispatches, each with
 /// its CPU twin at the same shapes; with no GPU, the CPU backend's own kernels.
-fn kernel_tables(config: &Config, inputs: &Inputs, devices: &Devices) -> Result<Vec<KernelTable>> {
+fn kernel_tables(
+    config: &Config,
+    inputs: &Inputs,
+    devices: &Devices,
+) -> Result<(Vec<KernelTable>, Vec<String>)> {
     let spec = &inputs.spec;
     let batch = config.kernel_batch;
     let threads = rayon::current_num_threads().max(1);
@@ -389,6 +392,7 @@ fn kernel_tables(config: &Config, inputs: &Inputs, devices: &Devices) -> Result<
         }
     };
     let mut tables = Vec::new();
+    let mut tunings = Vec::new();
     for (i, (dev, _)) in devices.list.iter().enumerate() {
         let Device::Gpu(gpu) = dev else { continue };
         eprintln!(
@@ -396,6 +400,7 @@ fn kernel_tables(config: &Config, inputs: &Inputs, devices: &Devices) -> Result<
             gpu.ctx.info.name
         );
         let mut g = GpuBackend::new(gpu.clone(), &setup(inputs, spec, batch))?;
+        tunings.push(format!("{}:\n{}", gpu.ctx.info.name, g.tuning()));
         let n = inputs.train.len();
         let order = crate::train::epoch_order(n, 0, 1);
         let hyper: Vec<_> = (0..n.div_ceil(batch) as u64)
@@ -483,7 +488,7 @@ fn kernel_tables(config: &Config, inputs: &Inputs, devices: &Devices) -> Result<
             rows,
         });
     }
-    Ok(tables)
+    Ok((tables, tunings))
 }
 
 /// 2·m·n·k of a matrix product call, the way the GPU plan counts it.

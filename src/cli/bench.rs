@@ -279,6 +279,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         validation: std::env::var_os("DESCENT_VALIDATION").is_some(),
         max_binding_bytes: resident_bytes(&train, &test),
         unfused: args.device.unfused,
+        ..Default::default()
     };
     eprintln!("bench: opening devices and measuring each one's {peak_size}³ matmul peak ...");
     let devices = bench::open_devices(
