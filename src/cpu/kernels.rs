@@ -6,7 +6,7 @@ use crate::model::Activation;
 
 /// C[m, n] (+)= op(A)[m, k] · op(B)[k, n]. `a_t`: A is stored [k, m]; `b_t`: B is stored [n, k].
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
+pub(crate) fn sgemm(
     c: &mut [f32],
     accumulate: bool,
     a: &[f32],

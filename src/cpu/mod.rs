@@ -2,17 +2,20 @@
 
 pub mod kernels;
 pub mod optim;
+pub mod peak;
 pub mod prune;
+pub mod sparse;
 
 use std::sync::Arc;
 
 use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Loss, ModelSpec};
+use crate::model::{LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
 use kernels::*;
 use rayon::prelude::*;
+use sparse::SparseRows;
 
 /// Dropout during one training step: the probability, the seed and the global step key the
 /// masks; `row0` is the first row of the chunk within its batch.
@@ -69,6 +72,19 @@ impl Workspace {
     }
 }
 
+/// Where the first layer's input comes from, and so how its weight is stored.
+#[derive(Clone, Copy)]
+pub enum FirstInput<'a> {
+    /// `ws.activations[0]`; the weight in the reference layout [out, in].
+    Dense,
+    /// The rows `samples` [B] of a sparse table (`ws.activations[0]` unused); the weight stored
+    /// transposed, [in, out] (see [`sparse`]).
+    Sparse {
+        x: &'a SparseRows,
+        samples: &'a [u32],
+    },
+}
+
 /// Forward pass over `b` rows already in `ws.activations[0]` and `ws.labels`; fills per-sample
 /// losses and returns their sum. With `dropout` (training), every hidden layer's output is
 /// dropped after its activation.
@@ -79,15 +95,40 @@ pub fn forward(
     b: usize,
     dropout: Option<&DropoutCtx>,
 ) -> f64 {
-    let layers = spec.layers();
+    forward_with(
+        spec,
+        &spec.layers(),
+        params,
+        ws,
+        b,
+        dropout,
+        FirstInput::Dense,
+    )
+}
+
+/// [`forward`] with the first layer's input taken from `first`; `layers` is
+/// `spec.layers()`, computed once by the caller so that a training step does not allocate.
+pub fn forward_with(
+    spec: &ModelSpec,
+    layers: &[LayerShape],
+    params: &[f32],
+    ws: &mut Workspace,
+    b: usize,
+    dropout: Option<&DropoutCtx>,
+    first: FirstInput,
+) -> f64 {
     let last = layers.len() - 1;
     for (l, s) in layers.iter().enumerate() {
         let (before, after) = ws.activations.split_at_mut(l + 1);
-        let inp = &before[l][..b * s.inp];
         let out = &mut after[0][..b * s.out];
         let weight = &params[s.w_off..s.w_off + s.inp * s.out];
         let bias = &params[s.b_off..s.b_off + s.out];
-        matmul_forward(out, inp, weight, bias, b, s.inp, s.out);
+        match (l, first) {
+            (0, FirstInput::Sparse { x, samples }) => {
+                sparse::sparse_matmul_forward(out, x, &samples[..b], weight, bias, s.out)
+            }
+            _ => matmul_forward(out, &before[l][..b * s.inp], weight, bias, b, s.inp, s.out),
+        }
         if l != last {
             activation_forward(spec.activation, out);
             if let Some(d) = dropout {
@@ -119,7 +160,37 @@ pub fn backward(
     accumulate: bool,
     dropout: Option<&DropoutCtx>,
 ) {
-    let layers = spec.layers();
+    backward_with(
+        spec,
+        &spec.layers(),
+        params,
+        grads,
+        ws,
+        b,
+        scale,
+        accumulate,
+        dropout,
+        FirstInput::Dense,
+        true,
+    )
+}
+
+/// [`backward`] after [`forward_with`] on the same `first`; without `first_weight_grad` the
+/// first layer's weight gradient is left to the caller (the fused sparse SGD update).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    spec: &ModelSpec,
+    layers: &[LayerShape],
+    params: &[f32],
+    grads: &mut [f32],
+    ws: &mut Workspace,
+    b: usize,
+    scale: f32,
+    accumulate: bool,
+    dropout: Option<&DropoutCtx>,
+    first: FirstInput,
+    first_weight_grad: bool,
+) {
     let last = layers.len() - 1;
     {
         let c = spec.classes();
@@ -142,7 +213,13 @@ pub fn backward(
         let dout = &dafter[0][..b * s.out];
         let inp = &ws.activations[l][..b * s.inp];
         let (gw, gb) = grads[s.w_off..s.b_off + s.out].split_at_mut(s.inp * s.out);
-        matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate);
+        match (l, first) {
+            (0, _) if !first_weight_grad => {}
+            (0, FirstInput::Sparse { x, samples }) => {
+                sparse::sparse_matmul_backward_weight(gw, x, &samples[..b], dout, s.out, accumulate)
+            }
+            _ => matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate),
+        }
         bias_backward(gb, dout, b, s.out, accumulate);
         if l > 0 {
             // The input layer needs no input gradient: that skip saves a third of its work.
@@ -237,18 +314,22 @@ struct Worker {
     /// grads: [num_params], this worker's partial sum.
     grads: Vec<f32>,
     loss: f64,
+    /// This step's share of the batch, as positions within it.
+    share: std::ops::Range<usize>,
 }
 
 pub struct CpuBackend {
     spec: ModelSpec,
+    /// spec.layers(), kept so that a step does not allocate.
+    layers: Vec<LayerShape>,
     train: Arc<Dataset>,
     test: Arc<Dataset>,
     val: Option<Arc<Dataset>>,
     optim: OptimConfig,
     dropout: f32,
     seed: u32,
-    /// params, state1, state2: [num_params], in ModelSpec::layers layout; state1 is the
-    /// momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
+    /// params, state1, state2: [num_params], in ModelSpec::layers layout (but see `sparse`);
+    /// state1 is the momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
     params: Vec<f32>,
     state1: Vec<f32>,
     state2: Vec<f32>,
@@ -262,10 +343,27 @@ pub struct CpuBackend {
     step_sums: Vec<f32>,
     /// mask: [num_params], applied after every update (`set_mask`).
     mask: Option<Vec<f32>>,
+    /// The training inputs as sparse rows, when they are sparse enough to pay. Then the first
+    /// layer's weight is stored transposed, [in, out], in the parameters, their gradients, the
+    /// optimizer state and the mask alike; the Backend methods convert at the boundary.
+    sparse: Option<SparseRows>,
+    /// reference: [num_params], the parameters in the reference layout, for evaluation.
+    reference: Vec<f32>,
 }
 
 impl CpuBackend {
+    /// The fastest CPU path for the data: the first layer skips zero inputs when the training
+    /// set is sparse enough ([`sparse::MAX_DENSITY`]; MNIST's pixels are 19% non-zero).
     pub fn new(setup: Setup) -> Self {
+        Self::build(setup, true)
+    }
+
+    /// The dense path whatever the data: the reference the sparse path is checked against.
+    pub fn new_dense(setup: Setup) -> Self {
+        Self::build(setup, false)
+    }
+
+    fn build(setup: Setup, allow_sparse: bool) -> Self {
         let Setup {
             spec,
             params,
@@ -285,9 +383,14 @@ impl CpuBackend {
                 ws: Workspace::new(&spec, rows),
                 grads: vec![0.0; n],
                 loss: 0.0,
+                share: 0..0,
             })
             .collect();
-        CpuBackend {
+        let sparse = (allow_sparse && train.width == spec.inputs())
+            .then(|| SparseRows::build(&train))
+            .flatten();
+        let mut b = CpuBackend {
+            layers: spec.layers(),
             spec,
             train,
             test,
@@ -295,7 +398,7 @@ impl CpuBackend {
             optim,
             dropout,
             seed,
-            params,
+            params: vec![0.0; n],
             state1: vec![0.0; n],
             state2: vec![0.0; n],
             workers,
@@ -305,17 +408,109 @@ impl CpuBackend {
             stats: EpochStats::default(),
             step_sums: Vec::new(),
             mask: None,
-        }
+            sparse,
+            reference: Vec::new(),
+        };
+        b.store(&params, Tensor::Params);
+        b
     }
 
     fn state_count(&self) -> usize {
         self.optim.kind.state_names().len()
     }
+
+    /// The first layer's weight block in the reference layout, [rows, cols], when it is stored
+    /// transposed.
+    fn transposed_block(&self) -> Option<(usize, usize)> {
+        let l = &self.layers[0];
+        self.sparse.as_ref().map(|_| (l.out, l.inp))
+    }
+
+    /// Copies `src` (reference layout, [num_params]) into one of the backend's tensors.
+    fn store(&mut self, src: &[f32], which: Tensor) {
+        let block = self.transposed_block();
+        let dst = match which {
+            Tensor::Params => &mut self.params,
+            Tensor::State1 => &mut self.state1,
+            Tensor::State2 => &mut self.state2,
+        };
+        copy_layout(dst, src, block);
+    }
+
+    /// One of the backend's tensors in the reference layout.
+    fn to_reference(&self, src: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; src.len()];
+        copy_layout(&mut out, src, self.transposed_block().map(|(r, c)| (c, r)));
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tensor {
+    Params,
+    State1,
+    State2,
+}
+
+/// dst = src, with the leading [rows, cols] block (the first layer's weight, at offset 0)
+/// transposed when `block` is given. dst, src: [num_params].
+fn copy_layout(dst: &mut [f32], src: &[f32], block: Option<(usize, usize)>) {
+    dst.copy_from_slice(src);
+    if let Some((rows, cols)) = block {
+        for (i, row) in src[..rows * cols].chunks_exact(cols).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                dst[j * rows + i] = v;
+            }
+        }
+    }
+}
+
+/// Everything the fused first-layer update reads: the workers' shares of the batch and their
+/// gradients at the first layer's output.
+struct FusedFirst<'a> {
+    x: &'a SparseRows,
+    workers: &'a [Worker],
+    /// The batch's samples: order[start..start + len].
+    batch: &'a [u32],
+    /// The first layer's outputs (N).
+    n: usize,
+    lr: f32,
+    parts: usize,
+}
+
+impl FusedFirst<'_> {
+    /// Applies plain SGD to the input rows of parts `j0..j1` (`wt` starts at part j0's first
+    /// row), halving the parts across threads; each part holds about the same non-zeros.
+    fn run(&self, wt: &mut [f32], j0: usize, j1: usize) {
+        let split = |j| self.x.split_point(j, self.parts);
+        if j1 - j0 > 1 {
+            let mid = (j0 + j1) / 2;
+            let (a, b) = wt.split_at_mut((split(mid) - split(j0)) * self.n);
+            rayon::join(|| self.run(a, j0, mid), || self.run(b, mid, j1));
+            return;
+        }
+        for w in self.workers {
+            let b = w.share.len();
+            sparse::sparse_sgd_update(
+                wt,
+                self.x,
+                &self.batch[w.share.clone()],
+                &w.ws.dactivations[1][..b * self.n],
+                self.lr,
+                self.n,
+                split(j0)..split(j1),
+            );
+        }
+    }
 }
 
 impl Backend for CpuBackend {
     fn device(&self) -> String {
-        format!("cpu ({} threads)", self.workers.len())
+        let input = match &self.sparse {
+            Some(x) => format!(", sparse input: {:.0}% non-zero", 100.0 * x.density()),
+            None => String::new(),
+        };
+        format!("cpu ({} threads{input})", self.workers.len())
     }
 
     fn begin_epoch(
@@ -330,6 +525,8 @@ impl Backend for CpuBackend {
         self.hyper.extend_from_slice(hyper);
         self.stats = EpochStats::default();
         self.step_sums.clear();
+        // Steps then push without allocating.
+        self.step_sums.reserve(hyper.len());
         Ok(())
     }
 
@@ -340,12 +537,30 @@ impl Backend for CpuBackend {
                 self.hyper.len()
             ))
         })?;
+        let batch = self.order.get(start..start + len).ok_or_else(|| {
+            Error::InvalidArg(format!(
+                "step {step}: samples {start}..{} of an order of {}",
+                start + len,
+                self.order.len()
+            ))
+        })?;
         // Data parallel: each worker takes a contiguous share of the batch, accumulates its own
         // gradient, and the shares are summed before the update.
         let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
         let per = len.div_ceil(used);
         let scale = 1.0 / len as f32;
-        let (spec, params, train, order) = (&self.spec, &self.params, &*self.train, &self.order);
+        let cfg = self.optim;
+        // Plain SGD on sparse inputs: the first layer's weight gradient is never formed; each
+        // non-zero input's row of weights takes its update straight from the layer's output
+        // gradient, which must then still be in the workspace (one chunk per worker).
+        let fused = self.sparse.is_some()
+            && cfg.kind == crate::optim::OptimizerKind::Sgd
+            && cfg.momentum == 0.0
+            && cfg.weight_decay == 0.0
+            && self.mask.is_none()
+            && per <= self.workers[0].ws.rows;
+        let (spec, layers, params, train) = (&self.spec, &self.layers, &self.params, &*self.train);
+        let sparse = self.sparse.as_ref();
         let (p_drop, seed) = (self.dropout, self.seed);
         self.workers[..used]
             .par_iter_mut()
@@ -353,28 +568,49 @@ impl Backend for CpuBackend {
             .for_each(|(i, w)| {
                 w.loss = 0.0;
                 let hi = len.min((i + 1) * per);
-                let mut lo = i * per;
+                let first_lo = hi.min(i * per);
+                w.share = first_lo..hi;
+                let mut lo = first_lo;
                 while lo < hi {
                     let b = (hi - lo).min(w.ws.rows);
                     let ws = &mut w.ws;
-                    gather(ws, train, order, start + lo, b);
+                    let first = match sparse {
+                        Some(x) => {
+                            sparse::gather_labels(
+                                &mut ws.labels,
+                                &train.labels,
+                                &batch[lo..lo + b],
+                            );
+                            FirstInput::Sparse {
+                                x,
+                                samples: &batch[lo..lo + b],
+                            }
+                        }
+                        None => {
+                            gather(ws, train, batch, lo, b);
+                            FirstInput::Dense
+                        }
+                    };
                     let drop = (p_drop > 0.0).then_some(DropoutCtx {
                         p: p_drop,
                         seed,
                         step: h.t,
                         row0: lo,
                     });
-                    w.loss += forward(spec, params, ws, b, drop.as_ref());
+                    w.loss += forward_with(spec, layers, params, ws, b, drop.as_ref(), first);
                     // The first chunk overwrites the gradient, later ones add to it.
-                    backward(
+                    backward_with(
                         spec,
+                        layers,
                         params,
                         &mut w.grads,
                         ws,
                         b,
                         scale,
-                        lo != i * per,
+                        lo != first_lo,
                         drop.as_ref(),
+                        first,
+                        !fused,
                     );
                     lo += b;
                 }
@@ -387,26 +623,45 @@ impl Backend for CpuBackend {
         self.stats.samples += len;
         self.step_sums.push(loss as f32);
         // Sum the workers' gradients and update, each thread on its own slice of the parameters
-        // (the update is memory-bound: at batch 1 it is most of the step).
+        // (the update is memory-bound: at batch 1 it is most of the step). Fused, the first
+        // layer's weight is updated apart and the rest (a few thousand parameters) here.
+        let skip = match (fused, sparse) {
+            (true, Some(x)) => {
+                let n = layers[0].out;
+                let fu = FusedFirst {
+                    x,
+                    workers: &self.workers[..used],
+                    batch,
+                    n,
+                    lr: h.lr,
+                    parts: used,
+                };
+                fu.run(&mut self.params[..x.width() * n], 0, used);
+                x.width() * n
+            }
+            _ => 0,
+        };
         let (first, rest) = self.workers.split_at_mut(1);
-        let others: Vec<&[f32]> = rest[..used - 1].iter().map(|w| &w.grads[..]).collect();
+        let others = &rest[..used - 1];
         // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
-        let slice = self.params.len().div_ceil(used).max(UPDATE_MIN_SLICE);
-        let cfg = self.optim;
+        let slice = (self.params.len() - skip)
+            .div_ceil(used)
+            .max(UPDATE_MIN_SLICE);
         let mask = self.mask.as_deref();
-        self.params
+        self.params[skip..]
             .par_chunks_mut(slice)
-            .zip(self.state1.par_chunks_mut(slice))
-            .zip(self.state2.par_chunks_mut(slice))
-            .zip(first[0].grads.par_chunks_mut(slice))
+            .zip(self.state1[skip..].par_chunks_mut(slice))
+            .zip(self.state2[skip..].par_chunks_mut(slice))
+            .zip(first[0].grads[skip..].par_chunks_mut(slice))
             .enumerate()
             .for_each(|(i, (((p, s1), s2), g))| {
-                for o in &others {
-                    g.iter_mut().zip(&o[i * slice..]).for_each(|(a, b)| *a += b);
+                let off = skip + i * slice;
+                for o in others {
+                    g.iter_mut().zip(&o.grads[off..]).for_each(|(a, b)| *a += b);
                 }
                 optim::optimizer_update(p, s1, s2, g, &cfg, &h);
                 if let Some(m) = mask {
-                    prune::apply_mask(p, s1, s2, &m[i * slice..][..p.len()]);
+                    prune::apply_mask(p, s1, s2, &m[off..][..p.len()]);
                 }
             });
         Ok(())
@@ -428,16 +683,24 @@ impl Backend for CpuBackend {
                 return Err(Error::InvalidArg("no validation split (--val)".into()));
             }
         };
-        Ok(evaluate(&self.spec, &self.params, data, &mut self.eval_ws))
+        let params = match self.transposed_block() {
+            Some((r, c)) => {
+                self.reference.resize(self.params.len(), 0.0);
+                copy_layout(&mut self.reference, &self.params, Some((c, r)));
+                &self.reference
+            }
+            None => &self.params,
+        };
+        Ok(evaluate(&self.spec, params, data, &mut self.eval_ws))
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        Ok(self.params.clone())
+        Ok(self.to_reference(&self.params))
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
         check_len("parameters", params.len(), self.params.len())?;
-        self.params.copy_from_slice(params);
+        self.store(params, Tensor::Params);
         Ok(())
     }
 
@@ -445,25 +708,35 @@ impl Backend for CpuBackend {
         let all = [&self.state1, &self.state2];
         Ok(all[..self.state_count()]
             .iter()
-            .map(|s| s.to_vec())
+            .map(|s| self.to_reference(s))
             .collect())
     }
 
     fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()> {
         check_len("optimizer state tensors", state.len(), self.state_count())?;
-        for (dst, src) in [&mut self.state1, &mut self.state2].into_iter().zip(state) {
-            check_len("optimizer state", src.len(), dst.len())?;
-            dst.copy_from_slice(src);
+        for (which, src) in [Tensor::State1, Tensor::State2].into_iter().zip(state) {
+            check_len("optimizer state", src.len(), self.params.len())?;
+            self.store(src, which);
         }
         Ok(())
     }
 
     fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
-        if let Some(m) = mask {
-            check_len("mask entries", m.len(), self.params.len())?;
-            prune::apply_mask(&mut self.params, &mut self.state1, &mut self.state2, m);
-        }
-        self.mask = mask.map(<[f32]>::to_vec);
+        self.mask = match mask {
+            Some(m) => {
+                check_len("mask entries", m.len(), self.params.len())?;
+                let mut internal = vec![0.0; m.len()];
+                copy_layout(&mut internal, m, self.transposed_block());
+                prune::apply_mask(
+                    &mut self.params,
+                    &mut self.state1,
+                    &mut self.state2,
+                    &internal,
+                );
+                Some(internal)
+            }
+            None => None,
+        };
         Ok(())
     }
 }

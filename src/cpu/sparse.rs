@@ -1,0 +1,509 @@
+//! The first layer over a sparse input: about 81% of MNIST's pixels are 0, so the product with
+//! the first weight matrix, its gradient and (for plain SGD) its update only need the rows of
+//! the non-zero pixels. These are CPU-only fast paths, not twins of a WGSL kernel; tests check
+//! each against the dense twins in [`super::kernels`].
+//!
+//! Here the first layer's weight is stored transposed, `wt` [K, N] (input-major), so one input
+//! position is one contiguous row of N weights: a non-zero pixel costs one N-wide multiply-add.
+
+use crate::data::Dataset;
+
+/// Above this share of non-zero inputs the dense `gemm` path is faster than skipping zeros.
+pub const MAX_DENSITY: f64 = 0.5;
+
+/// Columns kept in registers at once: 64 floats are 8 AVX2 registers, leaving room for the
+/// broadcast value (an AVX2 core has 16).
+const BLOCK: usize = 64;
+
+/// A split's inputs as compressed sparse rows, built once: the data is resident, so a batch is
+/// just its sample indices.
+#[derive(Clone, Debug, Default)]
+pub struct SparseRows {
+    /// start: [n + 1]; sample s's entries are start[s]..start[s + 1].
+    start: Vec<usize>,
+    /// index: [nnz] input positions, increasing within a sample.
+    index: Vec<u32>,
+    /// value: [nnz], exactly the floats the dense gather produces.
+    value: Vec<f32>,
+    /// col_prefix: [width + 1]; entries at positions < i over all samples (balances splits).
+    col_prefix: Vec<usize>,
+    width: usize,
+}
+
+impl SparseRows {
+    /// The split's non-zero inputs, or None when it is too dense for this to pay
+    /// ([`MAX_DENSITY`]) or empty.
+    pub fn build(data: &Dataset) -> Option<Self> {
+        let w = data.width;
+        let n = data.len();
+        if n == 0 || w == 0 || w > u32::MAX as usize {
+            return None;
+        }
+        let nnz = if data.is_pixels() {
+            data.images.iter().filter(|&&p| p != 0).count()
+        } else {
+            data.features.iter().filter(|&&v| v != 0.0).count()
+        };
+        if nnz as f64 > MAX_DENSITY * (n * w) as f64 {
+            return None;
+        }
+        let mut s = SparseRows {
+            start: Vec::with_capacity(n + 1),
+            index: Vec::with_capacity(nnz),
+            value: Vec::with_capacity(nnz),
+            col_prefix: vec![0; w + 1],
+            width: w,
+        };
+        s.start.push(0);
+        for i in 0..n {
+            if data.is_pixels() {
+                for (j, &p) in data.images[i * w..(i + 1) * w].iter().enumerate() {
+                    if p != 0 {
+                        // The same float as kernels::batch_gather makes.
+                        s.push(j, p as f32 * (1.0 / 255.0));
+                    }
+                }
+            } else {
+                for (j, &v) in data.features[i * w..(i + 1) * w].iter().enumerate() {
+                    if v != 0.0 {
+                        s.push(j, v);
+                    }
+                }
+            }
+            s.start.push(s.index.len());
+        }
+        for j in 0..w {
+            s.col_prefix[j + 1] += s.col_prefix[j];
+        }
+        Some(s)
+    }
+
+    fn push(&mut self, j: usize, v: f32) {
+        self.index.push(j as u32);
+        self.value.push(v);
+        self.col_prefix[j + 1] += 1;
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inputs per sample.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The share of inputs that are not zero.
+    pub fn density(&self) -> f64 {
+        self.index.len() as f64 / (self.len() * self.width).max(1) as f64
+    }
+
+    /// Sample `s`'s positions and values.
+    #[inline]
+    fn row(&self, s: usize) -> (&[u32], &[f32]) {
+        let r = self.start[s]..self.start[s + 1];
+        (&self.index[r.clone()], &self.value[r])
+    }
+
+    /// Where part `j` of `parts` starts, in input positions, so each part holds about the same
+    /// number of non-zeros over the data set (MNIST's are in the middle of the image).
+    pub fn split_point(&self, j: usize, parts: usize) -> usize {
+        if j >= parts {
+            return self.width;
+        }
+        let total = self.col_prefix[self.width];
+        let want = total * j / parts.max(1);
+        self.col_prefix
+            .partition_point(|&c| c < want)
+            .min(self.width)
+    }
+}
+
+/// out[B, N] = X[B, K] · wt[K, N] + bias[N], where X's rows are the samples `samples` [B] of `x`.
+pub fn sparse_matmul_forward(
+    out: &mut [f32],
+    x: &SparseRows,
+    samples: &[u32],
+    wt: &[f32],
+    bias: &[f32],
+    n: usize,
+) {
+    dispatch!(forward_body(out, x, samples, wt, bias, n))
+}
+
+/// dwt[K, N] (+)= X[B, K]ᵀ · dout[B, N] (X as in [`sparse_matmul_forward`]); without
+/// `accumulate` the rows of zero inputs are cleared first.
+pub fn sparse_matmul_backward_weight(
+    dwt: &mut [f32],
+    x: &SparseRows,
+    samples: &[u32],
+    dout: &[f32],
+    n: usize,
+    accumulate: bool,
+) {
+    if !accumulate {
+        dwt[..x.width * n].fill(0.0);
+    }
+    let k = x.width;
+    dispatch!(scatter_body(dwt, x, samples, dout, n, 1.0, 0..k))
+}
+
+/// Plain SGD on the first layer without forming its gradient:
+/// wt[rows, N] −= lr · (X[B, K]ᵀ · dout[B, N])[rows], where `wt` holds just the input rows
+/// `rows` of the weight (a worker's share). Only the rows of non-zero inputs change: a step
+/// costs the batch's non-zeros times N, not K·N.
+pub fn sparse_sgd_update(
+    wt: &mut [f32],
+    x: &SparseRows,
+    samples: &[u32],
+    dout: &[f32],
+    lr: f32,
+    n: usize,
+    rows: std::ops::Range<usize>,
+) {
+    dispatch!(scatter_body(wt, x, samples, dout, n, -lr, rows))
+}
+
+/// Runs a body compiled with AVX2 and FMA when the CPU has them (LLVM then keeps a block in
+/// eight 8-wide registers and fuses the multiply-adds), else compiled for the baseline.
+macro_rules! dispatch {
+    ($body:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features the function was compiled for are present.
+            return unsafe { $body::avx2($($arg),*) };
+        }
+        $body::<false>($($arg),*)
+    }};
+}
+use dispatch;
+
+/// Defines a kernel body generic over FMA, and beside it (in a module of the same name) its
+/// build for AVX2 and FMA, which [`dispatch`] picks at run time.
+macro_rules! simd_body {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[inline(always)]
+        fn $name<const FMA: bool>($($a: $t),*) $body
+
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) fn avx2($($a: $t),*) {
+                super::$name::<true>($($a),*)
+            }
+        }
+    };
+}
+
+/// a·b + c, fused where the CPU has FMA (without it `mul_add` is a slow library call).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+simd_body! {
+fn forward_body(
+    out: &mut [f32],
+    x: &SparseRows,
+    samples: &[u32],
+    wt: &[f32],
+    bias: &[f32],
+    n: usize,
+) {
+    for (row, &s) in out[..samples.len() * n].chunks_exact_mut(n).zip(samples) {
+        let (idx, val) = x.row(s as usize);
+        let mut c0 = 0;
+        // Each block of columns accumulates in registers over the sample's non-zeros.
+        while c0 + BLOCK <= n {
+            let mut acc = [0.0f32; BLOCK];
+            acc.copy_from_slice(&bias[c0..c0 + BLOCK]);
+            for (&i, &v) in idx.iter().zip(val) {
+                let w = &wt[i as usize * n + c0..][..BLOCK];
+                for (a, &wj) in acc.iter_mut().zip(w) {
+                    *a = madd::<FMA>(v, wj, *a);
+                }
+            }
+            row[c0..c0 + BLOCK].copy_from_slice(&acc);
+            c0 += BLOCK;
+        }
+        if c0 < n {
+            let tail = &mut row[c0..];
+            tail.copy_from_slice(&bias[c0..n]);
+            for (&i, &v) in idx.iter().zip(val) {
+                let w = &wt[i as usize * n + c0..(i as usize + 1) * n];
+                for (a, &wj) in tail.iter_mut().zip(w) {
+                    *a = madd::<FMA>(v, wj, *a);
+                }
+            }
+        }
+    }
+}
+
+}
+
+simd_body! {
+/// dst[rows, N] += alpha · (X[B, K]ᵀ · dout[B, N])[rows], one sample at a time: each non-zero
+/// input adds its row of dout, scaled, to its row of dst.
+fn scatter_body(
+    dst: &mut [f32],
+    x: &SparseRows,
+    samples: &[u32],
+    dout: &[f32],
+    n: usize,
+    alpha: f32,
+    rows: std::ops::Range<usize>,
+) {
+    let dst = &mut dst[..rows.len() * n];
+    for (g, &s) in dout[..samples.len() * n].chunks_exact(n).zip(samples) {
+        let (idx, val) = x.row(s as usize);
+        // Positions increase within a sample: this share's are one run of them.
+        let lo = idx.partition_point(|&i| (i as usize) < rows.start);
+        let hi = idx.partition_point(|&i| (i as usize) < rows.end);
+        let (idx, val) = (&idx[lo..hi], &val[lo..hi]);
+        let mut c0 = 0;
+        // The block of dout stays in registers while it is added to every non-zero's row.
+        while c0 + BLOCK <= n {
+            let mut gb = [0.0f32; BLOCK];
+            gb.copy_from_slice(&g[c0..c0 + BLOCK]);
+            for (&i, &v) in idx.iter().zip(val) {
+                let a = alpha * v;
+                let d = &mut dst[(i as usize - rows.start) * n + c0..][..BLOCK];
+                for (dj, &gj) in d.iter_mut().zip(&gb) {
+                    *dj = madd::<FMA>(a, gj, *dj);
+                }
+            }
+            c0 += BLOCK;
+        }
+        if c0 < n {
+            for (&i, &v) in idx.iter().zip(val) {
+                let a = alpha * v;
+                let r = i as usize - rows.start;
+                let d = &mut dst[r * n + c0..(r + 1) * n];
+                for (dj, &gj) in d.iter_mut().zip(&g[c0..]) {
+                    *dj = madd::<FMA>(a, gj, *dj);
+                }
+            }
+        }
+    }
+}
+}
+
+/// y[B] = labels[samples[b]]: the labels of a batch whose inputs stay in a [`SparseRows`].
+pub fn gather_labels(y: &mut [u32], labels: &[u8], samples: &[u32]) {
+    for (dst, &s) in y.iter_mut().zip(samples) {
+        *dst = labels[s as usize] as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each fast path against the dense twins on seeded sparse inputs, at awkward widths (the
+    //! 64-column blocks, a tail, and widths below one block).
+    use super::*;
+    use crate::cpu::kernels::{
+        batch_gather, batch_gather_features, matmul_backward_weight, matmul_forward,
+    };
+    use crate::cpu::optim::sgd_update;
+    use crate::gpu::verify::compare;
+    use crate::rng;
+
+    /// n samples of `width` inputs, about `keep` of them non-zero: pixels or f32 features.
+    fn sparse_data(n: usize, width: usize, keep: f32, pixels: bool) -> Dataset {
+        let labels = vec![0u8; n];
+        let on = |i: usize| rng::uniform(3, 1, i as u32) < keep;
+        if pixels {
+            let images = (0..n * width)
+                .map(|i| {
+                    if on(i) {
+                        1 + (rng::hash3(3, 2, i as u32) % 255) as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            Dataset {
+                width,
+                ..Dataset::pixels(images, labels)
+            }
+        } else {
+            let f = (0..n * width)
+                .map(|i| {
+                    if on(i) {
+                        rng::uniform(3, 4, i as u32) - 0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            Dataset::floats(f, labels, width, 10)
+        }
+    }
+
+    /// The dense inputs of `samples`, as the dense gather makes them: [B, width].
+    fn dense_rows(data: &Dataset, samples: &[u32]) -> Vec<f32> {
+        let (b, w) = (samples.len(), data.width);
+        let mut x = vec![0.0; b * w];
+        let mut y = vec![0; b];
+        if data.is_pixels() {
+            for (s, row) in samples.iter().zip(x.chunks_exact_mut(w)) {
+                // batch_gather is MNIST-shaped; the same scaling at any width.
+                let src = &data.images[*s as usize * w..][..w];
+                row.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &p)| *d = p as f32 * (1.0 / 255.0));
+            }
+        } else {
+            batch_gather_features(
+                &mut x,
+                &mut y,
+                &data.features,
+                &data.labels,
+                samples,
+                0,
+                b,
+                w,
+            );
+        }
+        x
+    }
+
+    fn rand(n: usize, stream: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| rng::uniform(5, stream, i as u32) - 0.5)
+            .collect()
+    }
+
+    /// Within float rounding of the twin: atol + rtol·|ref|, as the GPU parity checks use.
+    fn assert_close(kernel: &str, shape: String, got: &[f32], want: &[f32]) {
+        let row = compare(kernel, shape, got, want, 1e-5, 1e-4);
+        assert!(row.pass(), "{row:?}");
+    }
+
+    /// weight [n, k] → [k, n]
+    fn transpose(w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        (0..k * n).map(|i| w[(i % n) * k + i / n]).collect()
+    }
+
+    const SHAPES: [(usize, usize, bool); 5] = [
+        (784, 128, true),
+        (784, 100, true),
+        (50, 10, false),
+        (33, 200, false),
+        (300, 64, true),
+    ];
+
+    #[test]
+    fn builds_only_when_sparse_and_keeps_the_gathered_values() {
+        let d = sparse_data(40, 784, 0.2, true);
+        let x = SparseRows::build(&d).expect("20% non-zero is sparse");
+        assert_eq!((x.len(), x.width()), (40, 784));
+        assert!((x.density() - 0.2).abs() < 0.02, "{}", x.density());
+        for s in [0, 17, 39] {
+            let (idx, val) = x.row(s);
+            let mut row = vec![0.0; 784];
+            idx.iter().zip(val).for_each(|(&i, &v)| row[i as usize] = v);
+            let mut want = vec![0.0; 784];
+            batch_gather(&mut want, &mut [0], &d.images, &d.labels, &[s as u32], 0, 1);
+            assert!(row == want, "sample {s}: not the gathered floats");
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(SparseRows::build(&sparse_data(40, 784, 0.7, true)).is_none());
+        assert!(SparseRows::build(&Dataset::default()).is_none());
+        // Balanced parts: each of 3 holds about a third of the non-zeros.
+        let total = x.index.len() as f64;
+        for j in 0..3 {
+            let (a, b) = (x.split_point(j, 3), x.split_point(j + 1, 3));
+            let share = (x.col_prefix[b] - x.col_prefix[a]) as f64 / total;
+            assert!((share - 1.0 / 3.0).abs() < 0.02, "part {j}: {share}");
+        }
+        assert_eq!((x.split_point(0, 3), x.split_point(3, 3)), (0, 784));
+    }
+
+    #[test]
+    fn forward_matches_the_dense_twin() {
+        for (k, n, pixels) in SHAPES {
+            let d = sparse_data(37, k, 0.2, pixels);
+            let x = SparseRows::build(&d).expect("sparse");
+            for samples in [&[5u32][..], &[3, 36, 0, 7, 7, 12, 30]] {
+                let b = samples.len();
+                let (w, bias) = (rand(n * k, 1), rand(n, 2));
+                let mut want = vec![0.0; b * n];
+                matmul_forward(&mut want, &dense_rows(&d, samples), &w, &bias, b, k, n);
+                let mut got = vec![f32::NAN; b * n];
+                sparse_matmul_forward(&mut got, &x, samples, &transpose(&w, n, k), &bias, n);
+                assert_close("sparse_matmul_forward", format!("{b}x{k}x{n}"), &got, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_dense_twin() {
+        for (k, n, pixels) in SHAPES {
+            let d = sparse_data(37, k, 0.2, pixels);
+            let x = SparseRows::build(&d).expect("sparse");
+            let samples = [3u32, 36, 0, 7, 7, 12, 30, 1, 2];
+            let b = samples.len();
+            let dout = rand(b * n, 3);
+            for accumulate in [false, true] {
+                let start = rand(n * k, 4);
+                let mut want = start.clone();
+                matmul_backward_weight(
+                    &mut want,
+                    &dout,
+                    &dense_rows(&d, &samples),
+                    b,
+                    k,
+                    n,
+                    accumulate,
+                );
+                let mut got = transpose(&start, n, k);
+                sparse_matmul_backward_weight(&mut got, &x, &samples, &dout, n, accumulate);
+                assert_close(
+                    "sparse_matmul_backward_weight",
+                    format!("{b}x{k}x{n} accumulate {accumulate}"),
+                    &got,
+                    &transpose(&want, n, k),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_sgd_matches_gradient_then_sgd_update_in_any_split() {
+        for (k, n, pixels) in SHAPES {
+            let d = sparse_data(37, k, 0.2, pixels);
+            let x = SparseRows::build(&d).expect("sparse");
+            for samples in [&[9u32][..], &[3, 36, 0, 7, 7, 12, 30, 1, 2]] {
+                let b = samples.len();
+                let (dout, w, lr) = (rand(b * n, 3), rand(n * k, 4), 0.3);
+                let mut grad = vec![0.0; n * k];
+                matmul_backward_weight(&mut grad, &dout, &dense_rows(&d, samples), b, k, n, false);
+                let mut want = w.clone();
+                sgd_update(&mut want, &mut vec![0.0; n * k], &grad, lr, 0.0, 0.0);
+                for parts in [1, 2, 3] {
+                    let mut got = transpose(&w, n, k);
+                    for j in 0..parts {
+                        let rows = x.split_point(j, parts)..x.split_point(j + 1, parts);
+                        let share = &mut got[rows.start * n..rows.end * n];
+                        sparse_sgd_update(share, &x, samples, &dout, lr, n, rows);
+                    }
+                    assert_close(
+                        "sparse_sgd_update",
+                        format!("{b}x{k}x{n} in {parts} parts"),
+                        &got,
+                        &transpose(&want, n, k),
+                    );
+                }
+            }
+        }
+    }
+}
