@@ -1,5 +1,6 @@
 //! The CPU path: the reference maths every GPU kernel is checked against, and a fast baseline.
 
+mod first_layer;
 pub mod kernels;
 pub mod optim;
 pub mod peak;
@@ -13,6 +14,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
+use first_layer::{FirstGrad, SparseFirst};
 use kernels::*;
 use rayon::prelude::*;
 use sparse::SparseRows;
@@ -72,17 +74,14 @@ impl Workspace {
     }
 }
 
-/// Where the first layer's input comes from, and so how its weight is stored.
+/// Where the first layer's input comes from.
 #[derive(Clone, Copy)]
-pub enum FirstInput<'a> {
+pub enum FirstInput {
     /// `ws.activations[0]`; the weight in the reference layout [out, in].
     Dense,
-    /// The rows `samples` [B] of a sparse table (`ws.activations[0]` unused); the weight stored
-    /// transposed, [in, out] (see [`sparse`]).
-    Sparse {
-        x: &'a SparseRows,
-        samples: &'a [u32],
-    },
+    /// Already multiplied: `ws.activations[1]` holds the first layer's pre-activation output
+    /// (the sparse route's first phase); its weight is not read.
+    Computed,
 }
 
 /// Forward pass over `b` rows already in `ws.activations[0]` and `ws.labels`; fills per-sample
@@ -124,9 +123,7 @@ pub fn forward_with(
         let weight = &params[s.w_off..s.w_off + s.inp * s.out];
         let bias = &params[s.b_off..s.b_off + s.out];
         match (l, first) {
-            (0, FirstInput::Sparse { x, samples }) => {
-                sparse::sparse_matmul_forward(out, x, &samples[..b], weight, bias, s.out)
-            }
+            (0, FirstInput::Computed) => {}
             _ => matmul_forward(out, &before[l][..b * s.inp], weight, bias, b, s.inp, s.out),
         }
         if l != last {
@@ -215,9 +212,8 @@ pub fn backward_with(
         let (gw, gb) = grads[s.w_off..s.b_off + s.out].split_at_mut(s.inp * s.out);
         match (l, first) {
             (0, _) if !first_weight_grad => {}
-            (0, FirstInput::Sparse { x, samples }) => {
-                sparse::sparse_matmul_backward_weight(gw, x, &samples[..b], dout, s.out, accumulate)
-            }
+            // A precomputed product brings no input to form the weight gradient from.
+            (0, FirstInput::Computed) => {}
             _ => matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate),
         }
         bias_backward(gb, dout, b, s.out, accumulate);
@@ -311,11 +307,48 @@ const UPDATE_MIN_SLICE: usize = 16 * 1024;
 /// One thread's share of a step: its own buffers and gradient accumulator.
 struct Worker {
     ws: Workspace,
-    /// grads: [num_params], this worker's partial sum.
+    /// grads: [num_params], this worker's partial sum (valid when `active`).
     grads: Vec<f32>,
     loss: f64,
-    /// This step's share of the batch, as positions within it.
+    /// Its share of the batch (dense route) or of the current chunk (sparse), as positions.
     share: std::ops::Range<usize>,
+    /// Whether it has written `grads` in this step.
+    active: bool,
+}
+
+impl Worker {
+    /// Forward and backward over the `b` rows in the workspace: adds to the loss, and writes the
+    /// gradient (adds to it after the step's first pass).
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &mut self,
+        spec: &ModelSpec,
+        layers: &[LayerShape],
+        params: &[f32],
+        b: usize,
+        scale: f32,
+        drop: Option<&DropoutCtx>,
+        first: FirstInput,
+    ) {
+        let ws = &mut self.ws;
+        self.loss += forward_with(spec, layers, params, ws, b, drop, first);
+        // The sparse route forms the first weight's gradient itself.
+        let first_weight_grad = matches!(first, FirstInput::Dense);
+        backward_with(
+            spec,
+            layers,
+            params,
+            &mut self.grads,
+            ws,
+            b,
+            scale,
+            self.active,
+            drop,
+            first,
+            first_weight_grad,
+        );
+        self.active = true;
+    }
 }
 
 pub struct CpuBackend {
@@ -328,7 +361,7 @@ pub struct CpuBackend {
     optim: OptimConfig,
     dropout: f32,
     seed: u32,
-    /// params, state1, state2: [num_params], in ModelSpec::layers layout (but see `sparse`);
+    /// params, state1, state2: [num_params], in ModelSpec::layers layout (but see `first`);
     /// state1 is the momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
     params: Vec<f32>,
     state1: Vec<f32>,
@@ -343,10 +376,12 @@ pub struct CpuBackend {
     step_sums: Vec<f32>,
     /// mask: [num_params], applied after every update (`set_mask`).
     mask: Option<Vec<f32>>,
-    /// The training inputs as sparse rows, when they are sparse enough to pay. Then the first
-    /// layer's weight is stored transposed, [in, out], in the parameters, their gradients, the
-    /// optimizer state and the mask alike; the Backend methods convert at the boundary.
-    sparse: Option<SparseRows>,
+    /// The sparse route, when the training inputs are sparse enough to pay. Then the first
+    /// layer's weight is stored banded (see [`first_layer`]) in the parameters, the optimizer
+    /// state and the mask alike; the Backend methods convert at the boundary.
+    first: Option<SparseFirst>,
+    /// first_grads: [K·N], the first layer's weight gradient on the sparse route, banded.
+    first_grads: Vec<f32>,
     /// reference: [num_params], the parameters in the reference layout, for evaluation.
     reference: Vec<f32>,
 }
@@ -377,20 +412,37 @@ impl CpuBackend {
         } = setup;
         let n = params.len();
         let threads = rayon::current_num_threads().max(1);
-        let rows = batch.div_ceil(threads).clamp(1, CHUNK_ROWS);
+        let layers = spec.layers();
+        let first = (allow_sparse && train.width == spec.inputs())
+            .then(|| SparseRows::build(&train))
+            .flatten()
+            .map(|x| {
+                // A chunk's share must fit a worker even when a small chunk goes to one worker.
+                let rows = batch
+                    .div_ceil(threads)
+                    .max(batch.min(2 * MIN_ROWS_PER_WORKER))
+                    .clamp(1, CHUNK_ROWS);
+                SparseFirst::new(x, layers[0].out, threads, rows * threads)
+            });
+        let rows = match &first {
+            Some(f) => f.rows.div_ceil(threads),
+            None => batch.div_ceil(threads).clamp(1, CHUNK_ROWS),
+        };
         let workers = (0..threads)
             .map(|_| Worker {
                 ws: Workspace::new(&spec, rows),
                 grads: vec![0.0; n],
                 loss: 0.0,
                 share: 0..0,
+                active: false,
             })
             .collect();
-        let sparse = (allow_sparse && train.width == spec.inputs())
-            .then(|| SparseRows::build(&train))
-            .flatten();
+        let first_grads = match &first {
+            Some(_) => vec![0.0; layers[0].inp * layers[0].out],
+            None => Vec::new(),
+        };
         let mut b = CpuBackend {
-            layers: spec.layers(),
+            layers,
             spec,
             train,
             test,
@@ -408,7 +460,8 @@ impl CpuBackend {
             stats: EpochStats::default(),
             step_sums: Vec::new(),
             mask: None,
-            sparse,
+            first,
+            first_grads,
             reference: Vec::new(),
         };
         b.store(&params, Tensor::Params);
@@ -419,30 +472,136 @@ impl CpuBackend {
         self.optim.kind.state_names().len()
     }
 
-    /// The first layer's weight block in the reference layout, [rows, cols], when it is stored
-    /// transposed.
-    fn transposed_block(&self) -> Option<(usize, usize)> {
-        let l = &self.layers[0];
-        self.sparse.as_ref().map(|_| (l.out, l.inp))
-    }
-
     /// Copies `src` (reference layout, [num_params]) into one of the backend's tensors.
     fn store(&mut self, src: &[f32], which: Tensor) {
-        let block = self.transposed_block();
         let dst = match which {
             Tensor::Params => &mut self.params,
             Tensor::State1 => &mut self.state1,
             Tensor::State2 => &mut self.state2,
         };
-        copy_layout(dst, src, block);
+        copy_layout(dst, src, self.first.as_ref(), false);
     }
 
     /// One of the backend's tensors in the reference layout.
     fn to_reference(&self, src: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; src.len()];
-        copy_layout(&mut out, src, self.transposed_block().map(|(r, c)| (c, r)));
+        copy_layout(&mut out, src, self.first.as_ref(), true);
         out
     }
+
+    /// The dense route's passes: each worker takes a contiguous share of the batch and
+    /// accumulates its own gradient.
+    fn dense_passes(&mut self, h: &StepHyper, batch: &[u32]) {
+        let len = batch.len();
+        let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+        let per = len.div_ceil(used);
+        let scale = 1.0 / len as f32;
+        let (spec, layers, params, train) = (&self.spec, &self.layers, &self.params, &*self.train);
+        let (p_drop, seed) = (self.dropout, self.seed);
+        self.workers[..used]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, w)| {
+                let hi = len.min((i + 1) * per);
+                let mut lo = hi.min(i * per);
+                w.share = lo..hi;
+                while lo < hi {
+                    let b = (hi - lo).min(w.ws.rows);
+                    let ws = &mut w.ws;
+                    gather(ws, train, batch, lo, b);
+                    let drop = dropout_ctx(p_drop, seed, h.t, lo);
+                    w.pass(
+                        spec,
+                        layers,
+                        params,
+                        b,
+                        scale,
+                        drop.as_ref(),
+                        FirstInput::Dense,
+                    );
+                    lo += b;
+                }
+            });
+    }
+
+    /// The sparse route's passes, chunk by chunk: the first layer's product by bands of
+    /// outputs, the rest of the model by shares of samples, then the first layer's gradient (or,
+    /// `fused`, its plain SGD update) by bands again. Returns whether it updated the weight.
+    fn sparse_passes(&mut self, h: &StepHyper, batch: &[u32]) -> bool {
+        let Some(first) = self.first.as_mut() else {
+            return false;
+        };
+        let len = batch.len();
+        let cfg = &self.optim;
+        // Plain SGD needs no gradient of the first weight, only its update, when the whole
+        // batch's output gradient is at hand at once (one chunk).
+        let fused = cfg.kind == crate::optim::OptimizerKind::Sgd
+            && cfg.momentum == 0.0
+            && cfg.weight_decay == 0.0
+            && self.mask.is_none()
+            && len <= first.rows;
+        let scale = 1.0 / len as f32;
+        let (spec, layers, train) = (&self.spec, &self.layers, &*self.train);
+        let (p_drop, seed) = (self.dropout, self.seed);
+        let l0 = &layers[0];
+        let mut c0 = 0;
+        while c0 < len {
+            let bc = (len - c0).min(first.rows);
+            let samples = &batch[c0..c0 + bc];
+            let used = (bc / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+            let parallel = used > 1;
+            let bias = &self.params[l0.b_off..l0.b_off + l0.out];
+            first.forward(&self.params, bias, samples, parallel);
+            let per = bc.div_ceil(used);
+            let (first_ref, params) = (&*first, &self.params);
+            self.workers.iter_mut().for_each(|w| w.share = 0..0);
+            self.workers[..used]
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, w)| {
+                    let hi = bc.min((i + 1) * per);
+                    let lo = hi.min(i * per);
+                    w.share = lo..hi;
+                    let b = hi - lo;
+                    if b == 0 {
+                        return;
+                    }
+                    let ws = &mut w.ws;
+                    first_ref.copy_rows(&mut ws.activations[1], lo, b);
+                    sparse::gather_labels(&mut ws.labels, &train.labels, &samples[lo..hi]);
+                    let drop = dropout_ctx(p_drop, seed, h.t, c0 + lo);
+                    w.pass(
+                        spec,
+                        layers,
+                        params,
+                        b,
+                        scale,
+                        drop.as_ref(),
+                        FirstInput::Computed,
+                    );
+                });
+            let workers = &self.workers[..used];
+            if fused {
+                let what = FirstGrad::Fused { lr: h.lr };
+                first.backward(&mut self.params, workers, samples, what, parallel);
+            } else {
+                let what = FirstGrad::Grad { accumulate: c0 > 0 };
+                first.backward(&mut self.first_grads, workers, samples, what, parallel);
+            }
+            c0 += bc;
+        }
+        fused
+    }
+}
+
+/// Dropout's key for rows from `row0` of a batch, when dropout is on.
+fn dropout_ctx(p: f32, seed: u32, step: u32, row0: usize) -> Option<DropoutCtx> {
+    (p > 0.0).then_some(DropoutCtx {
+        p,
+        seed,
+        step,
+        row0,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -452,62 +611,19 @@ enum Tensor {
     State2,
 }
 
-/// dst = src, with the leading [rows, cols] block (the first layer's weight, at offset 0)
-/// transposed when `block` is given. dst, src: [num_params].
-fn copy_layout(dst: &mut [f32], src: &[f32], block: Option<(usize, usize)>) {
+/// dst = src, [num_params] each, with the first layer's weight block (at offset 0) converted
+/// between the reference layout and the sparse route's banded one, when there is a route.
+fn copy_layout(dst: &mut [f32], src: &[f32], first: Option<&SparseFirst>, to_reference: bool) {
     dst.copy_from_slice(src);
-    if let Some((rows, cols)) = block {
-        for (i, row) in src[..rows * cols].chunks_exact(cols).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                dst[j * rows + i] = v;
-            }
-        }
-    }
-}
-
-/// Everything the fused first-layer update reads: the workers' shares of the batch and their
-/// gradients at the first layer's output.
-struct FusedFirst<'a> {
-    x: &'a SparseRows,
-    workers: &'a [Worker],
-    /// The batch's samples: order[start..start + len].
-    batch: &'a [u32],
-    /// The first layer's outputs (N).
-    n: usize,
-    lr: f32,
-    parts: usize,
-}
-
-impl FusedFirst<'_> {
-    /// Applies plain SGD to the input rows of parts `j0..j1` (`wt` starts at part j0's first
-    /// row), halving the parts across threads; each part holds about the same non-zeros.
-    fn run(&self, wt: &mut [f32], j0: usize, j1: usize) {
-        let split = |j| self.x.split_point(j, self.parts);
-        if j1 - j0 > 1 {
-            let mid = (j0 + j1) / 2;
-            let (a, b) = wt.split_at_mut((split(mid) - split(j0)) * self.n);
-            rayon::join(|| self.run(a, j0, mid), || self.run(b, mid, j1));
-            return;
-        }
-        for w in self.workers {
-            let b = w.share.len();
-            sparse::sparse_sgd_update(
-                wt,
-                self.x,
-                &self.batch[w.share.clone()],
-                &w.ws.dactivations[1][..b * self.n],
-                self.lr,
-                self.n,
-                split(j0)..split(j1),
-            );
-        }
+    if let Some(f) = first {
+        f.convert(dst, src, to_reference);
     }
 }
 
 impl Backend for CpuBackend {
     fn device(&self) -> String {
-        let input = match &self.sparse {
-            Some(x) => format!(", sparse input: {:.0}% non-zero", 100.0 * x.density()),
+        let input = match &self.first {
+            Some(f) => format!(", sparse input: {:.0}% non-zero", 100.0 * f.x.density()),
             None => String::new(),
         };
         format!("cpu ({} threads{input})", self.workers.len())
@@ -537,117 +653,67 @@ impl Backend for CpuBackend {
                 self.hyper.len()
             ))
         })?;
-        let batch = self.order.get(start..start + len).ok_or_else(|| {
-            Error::InvalidArg(format!(
+        if start + len > self.order.len() || len == 0 {
+            return Err(Error::InvalidArg(format!(
                 "step {step}: samples {start}..{} of an order of {}",
                 start + len,
                 self.order.len()
-            ))
-        })?;
-        // Data parallel: each worker takes a contiguous share of the batch, accumulates its own
-        // gradient, and the shares are summed before the update.
-        let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
-        let per = len.div_ceil(used);
-        let scale = 1.0 / len as f32;
-        let cfg = self.optim;
-        // Plain SGD on sparse inputs: the first layer's weight gradient is never formed; each
-        // non-zero input's row of weights takes its update straight from the layer's output
-        // gradient, which must then still be in the workspace (one chunk per worker).
-        let fused = self.sparse.is_some()
-            && cfg.kind == crate::optim::OptimizerKind::Sgd
-            && cfg.momentum == 0.0
-            && cfg.weight_decay == 0.0
-            && self.mask.is_none()
-            && per <= self.workers[0].ws.rows;
-        let (spec, layers, params, train) = (&self.spec, &self.layers, &self.params, &*self.train);
-        let sparse = self.sparse.as_ref();
-        let (p_drop, seed) = (self.dropout, self.seed);
-        self.workers[..used]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(i, w)| {
-                w.loss = 0.0;
-                let hi = len.min((i + 1) * per);
-                let first_lo = hi.min(i * per);
-                w.share = first_lo..hi;
-                let mut lo = first_lo;
-                while lo < hi {
-                    let b = (hi - lo).min(w.ws.rows);
-                    let ws = &mut w.ws;
-                    let first = match sparse {
-                        Some(x) => {
-                            sparse::gather_labels(
-                                &mut ws.labels,
-                                &train.labels,
-                                &batch[lo..lo + b],
-                            );
-                            FirstInput::Sparse {
-                                x,
-                                samples: &batch[lo..lo + b],
-                            }
-                        }
-                        None => {
-                            gather(ws, train, batch, lo, b);
-                            FirstInput::Dense
-                        }
-                    };
-                    let drop = (p_drop > 0.0).then_some(DropoutCtx {
-                        p: p_drop,
-                        seed,
-                        step: h.t,
-                        row0: lo,
-                    });
-                    w.loss += forward_with(spec, layers, params, ws, b, drop.as_ref(), first);
-                    // The first chunk overwrites the gradient, later ones add to it.
-                    backward_with(
-                        spec,
-                        layers,
-                        params,
-                        &mut w.grads,
-                        ws,
-                        b,
-                        scale,
-                        lo != first_lo,
-                        drop.as_ref(),
-                        first,
-                        !fused,
-                    );
-                    lo += b;
-                }
-            });
-        let loss: f64 = self.workers[..used].iter().map(|w| w.loss).sum();
+            )));
+        }
+        // The order moves out for the step so the passes can borrow the rest of self.
+        let order = std::mem::take(&mut self.order);
+        let batch = &order[start..start + len];
+        for w in &mut self.workers {
+            w.loss = 0.0;
+            w.active = false;
+        }
+        let (skip, fused) = match self.first.is_some() {
+            true => (
+                self.layers[0].inp * self.layers[0].out,
+                self.sparse_passes(&h, batch),
+            ),
+            false => {
+                self.dense_passes(&h, batch);
+                (0, false)
+            }
+        };
+        self.order = order;
+        let loss: f64 = self.workers.iter().map(|w| w.loss).sum();
         if !loss.is_finite() && self.stats.nonfinite.is_none() {
             self.stats.nonfinite = Some((step, (loss / len as f64) as f32));
         }
         self.stats.loss_sum += loss;
         self.stats.samples += len;
         self.step_sums.push(loss as f32);
-        // Sum the workers' gradients and update, each thread on its own slice of the parameters
-        // (the update is memory-bound: at batch 1 it is most of the step). Fused, the first
-        // layer's weight is updated apart and the rest (a few thousand parameters) here.
-        let skip = match (fused, sparse) {
-            (true, Some(x)) => {
-                let n = layers[0].out;
-                let fu = FusedFirst {
-                    x,
-                    workers: &self.workers[..used],
-                    batch,
-                    n,
-                    lr: h.lr,
-                    parts: used,
-                };
-                fu.run(&mut self.params[..x.width() * n], 0, used);
-                x.width() * n
-            }
-            _ => 0,
-        };
+        let cfg = self.optim;
+        let mask = self.mask.as_deref();
+        // The sparse route's first weight, unless fused: by bands, on the threads that formed
+        // its gradient.
+        if let (Some(f), false) = (&self.first, fused) {
+            let band = f.band_len();
+            self.params[..skip]
+                .par_chunks_mut(band)
+                .zip(self.state1[..skip].par_chunks_mut(band))
+                .zip(self.state2[..skip].par_chunks_mut(band))
+                .zip(self.first_grads.par_chunks(band))
+                .enumerate()
+                .for_each(|(i, (((p, s1), s2), g))| {
+                    optim::optimizer_update(p, s1, s2, g, &cfg, &h);
+                    if let Some(m) = mask {
+                        prune::apply_mask(p, s1, s2, &m[i * band..][..p.len()]);
+                    }
+                });
+        }
+        // The rest: sum the workers' gradients and update, each thread on its own slice of
+        // the parameters (the update is memory-bound: at batch 1 on the dense route it is most
+        // of the step).
+        let active = self.workers.iter().filter(|w| w.active).count();
         let (first, rest) = self.workers.split_at_mut(1);
-        let others = &rest[..used - 1];
+        let others = &rest[..active.saturating_sub(1)];
         // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
         let slice = (self.params.len() - skip)
-            .div_ceil(used)
+            .div_ceil(active.max(1))
             .max(UPDATE_MIN_SLICE);
-        let mask = self.mask.as_deref();
         self.params[skip..]
             .par_chunks_mut(slice)
             .zip(self.state1[skip..].par_chunks_mut(slice))
@@ -683,10 +749,10 @@ impl Backend for CpuBackend {
                 return Err(Error::InvalidArg("no validation split (--val)".into()));
             }
         };
-        let params = match self.transposed_block() {
-            Some((r, c)) => {
+        let params = match &self.first {
+            Some(f) => {
                 self.reference.resize(self.params.len(), 0.0);
-                copy_layout(&mut self.reference, &self.params, Some((c, r)));
+                copy_layout(&mut self.reference, &self.params, Some(f), true);
                 &self.reference
             }
             None => &self.params,
@@ -726,7 +792,7 @@ impl Backend for CpuBackend {
             Some(m) => {
                 check_len("mask entries", m.len(), self.params.len())?;
                 let mut internal = vec![0.0; m.len()];
-                copy_layout(&mut internal, m, self.transposed_block());
+                copy_layout(&mut internal, m, self.first.as_ref(), false);
                 prune::apply_mask(
                     &mut self.params,
                     &mut self.state1,

@@ -25,8 +25,6 @@ pub struct SparseRows {
     index: Vec<u32>,
     /// value: [nnz], exactly the floats the dense gather produces.
     value: Vec<f32>,
-    /// col_prefix: [width + 1]; entries at positions < i over all samples (balances splits).
-    col_prefix: Vec<usize>,
     width: usize,
 }
 
@@ -51,37 +49,28 @@ impl SparseRows {
             start: Vec::with_capacity(n + 1),
             index: Vec::with_capacity(nnz),
             value: Vec::with_capacity(nnz),
-            col_prefix: vec![0; w + 1],
             width: w,
         };
         s.start.push(0);
-        for i in 0..n {
-            if data.is_pixels() {
-                for (j, &p) in data.images[i * w..(i + 1) * w].iter().enumerate() {
-                    if p != 0 {
-                        // The same float as kernels::batch_gather makes.
-                        s.push(j, p as f32 * (1.0 / 255.0));
-                    }
+        if data.is_pixels() {
+            for img in data.images.chunks_exact(w) {
+                for (j, &p) in img.iter().enumerate().filter(|(_, p)| **p != 0) {
+                    s.index.push(j as u32);
+                    // The same float as kernels::batch_gather makes.
+                    s.value.push(p as f32 * (1.0 / 255.0));
                 }
-            } else {
-                for (j, &v) in data.features[i * w..(i + 1) * w].iter().enumerate() {
-                    if v != 0.0 {
-                        s.push(j, v);
-                    }
-                }
+                s.start.push(s.index.len());
             }
-            s.start.push(s.index.len());
-        }
-        for j in 0..w {
-            s.col_prefix[j + 1] += s.col_prefix[j];
+        } else {
+            for row in data.features.chunks_exact(w) {
+                for (j, &v) in row.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                    s.index.push(j as u32);
+                    s.value.push(v);
+                }
+                s.start.push(s.index.len());
+            }
         }
         Some(s)
-    }
-
-    fn push(&mut self, j: usize, v: f32) {
-        self.index.push(j as u32);
-        self.value.push(v);
-        self.col_prefix[j + 1] += 1;
     }
 
     /// Samples held.
@@ -109,19 +98,6 @@ impl SparseRows {
         let r = self.start[s]..self.start[s + 1];
         (&self.index[r.clone()], &self.value[r])
     }
-
-    /// Where part `j` of `parts` starts, in input positions, so each part holds about the same
-    /// number of non-zeros over the data set (MNIST's are in the middle of the image).
-    pub fn split_point(&self, j: usize, parts: usize) -> usize {
-        if j >= parts {
-            return self.width;
-        }
-        let total = self.col_prefix[self.width];
-        let want = total * j / parts.max(1);
-        self.col_prefix
-            .partition_point(|&c| c < want)
-            .min(self.width)
-    }
 }
 
 /// out[B, N] = X[B, K] · wt[K, N] + bias[N], where X's rows are the samples `samples` [B] of `x`.
@@ -136,27 +112,26 @@ pub fn sparse_matmul_forward(
     dispatch!(forward_body(out, x, samples, wt, bias, n))
 }
 
-/// dwt[K, N] (+)= X[B, K]ᵀ · dout[B, N] (X as in [`sparse_matmul_forward`]); without
-/// `accumulate` the rows of zero inputs are cleared first.
+/// dwt[K, N] (+)= X[B, K]ᵀ · dout[B, N] (X as in [`sparse_matmul_forward`]; dout's rows `ld`
+/// apart, so N may be a band of a wider gradient); without `accumulate` it is cleared first.
 pub fn sparse_matmul_backward_weight(
     dwt: &mut [f32],
     x: &SparseRows,
     samples: &[u32],
     dout: &[f32],
     n: usize,
+    ld: usize,
     accumulate: bool,
 ) {
     if !accumulate {
         dwt[..x.width * n].fill(0.0);
     }
-    let k = x.width;
-    dispatch!(scatter_body(dwt, x, samples, dout, n, 1.0, 0..k))
+    dispatch!(scatter_body(dwt, x, samples, dout, n, ld, 1.0))
 }
 
 /// Plain SGD on the first layer without forming its gradient:
-/// wt[rows, N] −= lr · (X[B, K]ᵀ · dout[B, N])[rows], where `wt` holds just the input rows
-/// `rows` of the weight (a worker's share). Only the rows of non-zero inputs change: a step
-/// costs the batch's non-zeros times N, not K·N.
+/// wt[K, N] −= lr · X[B, K]ᵀ · dout[B, N] (dout's rows `ld` apart). Only the rows of non-zero
+/// inputs change: a step costs the batch's non-zeros times N, not K·N.
 pub fn sparse_sgd_update(
     wt: &mut [f32],
     x: &SparseRows,
@@ -164,9 +139,9 @@ pub fn sparse_sgd_update(
     dout: &[f32],
     lr: f32,
     n: usize,
-    rows: std::ops::Range<usize>,
+    ld: usize,
 ) {
-    dispatch!(scatter_body(wt, x, samples, dout, n, -lr, rows))
+    dispatch!(scatter_body(wt, x, samples, dout, n, ld, -lr))
 }
 
 /// Runs a body compiled with AVX2 and FMA when the CPU has them (LLVM then keeps a block in
@@ -251,24 +226,21 @@ fn forward_body(
 }
 
 simd_body! {
-/// dst[rows, N] += alpha · (X[B, K]ᵀ · dout[B, N])[rows], one sample at a time: each non-zero
-/// input adds its row of dout, scaled, to its row of dst.
+/// dst[K, N] += alpha · X[B, K]ᵀ · dout[B, N], one sample at a time: each non-zero input adds
+/// its row of dout, scaled, to its row of dst.
 fn scatter_body(
     dst: &mut [f32],
     x: &SparseRows,
     samples: &[u32],
     dout: &[f32],
     n: usize,
+    ld: usize,
     alpha: f32,
-    rows: std::ops::Range<usize>,
 ) {
-    let dst = &mut dst[..rows.len() * n];
-    for (g, &s) in dout[..samples.len() * n].chunks_exact(n).zip(samples) {
+    let dst = &mut dst[..x.width * n];
+    for (b, &s) in samples.iter().enumerate() {
+        let g = &dout[b * ld..][..n];
         let (idx, val) = x.row(s as usize);
-        // Positions increase within a sample: this share's are one run of them.
-        let lo = idx.partition_point(|&i| (i as usize) < rows.start);
-        let hi = idx.partition_point(|&i| (i as usize) < rows.end);
-        let (idx, val) = (&idx[lo..hi], &val[lo..hi]);
         let mut c0 = 0;
         // The block of dout stays in registers while it is added to every non-zero's row.
         while c0 + BLOCK <= n {
@@ -276,7 +248,7 @@ fn scatter_body(
             gb.copy_from_slice(&g[c0..c0 + BLOCK]);
             for (&i, &v) in idx.iter().zip(val) {
                 let a = alpha * v;
-                let d = &mut dst[(i as usize - rows.start) * n + c0..][..BLOCK];
+                let d = &mut dst[i as usize * n + c0..][..BLOCK];
                 for (dj, &gj) in d.iter_mut().zip(&gb) {
                     *dj = madd::<FMA>(a, gj, *dj);
                 }
@@ -286,8 +258,7 @@ fn scatter_body(
         if c0 < n {
             for (&i, &v) in idx.iter().zip(val) {
                 let a = alpha * v;
-                let r = i as usize - rows.start;
-                let d = &mut dst[r * n + c0..(r + 1) * n];
+                let d = &mut dst[i as usize * n + c0..(i as usize + 1) * n];
                 for (dj, &gj) in d.iter_mut().zip(&g[c0..]) {
                     *dj = madd::<FMA>(a, gj, *dj);
                 }
@@ -418,14 +389,6 @@ mod tests {
         }
         assert!(SparseRows::build(&sparse_data(40, 784, 0.7, true)).is_none());
         assert!(SparseRows::build(&Dataset::default()).is_none());
-        // Balanced parts: each of 3 holds about a third of the non-zeros.
-        let total = x.index.len() as f64;
-        for j in 0..3 {
-            let (a, b) = (x.split_point(j, 3), x.split_point(j + 1, 3));
-            let share = (x.col_prefix[b] - x.col_prefix[a]) as f64 / total;
-            assert!((share - 1.0 / 3.0).abs() < 0.02, "part {j}: {share}");
-        }
-        assert_eq!((x.split_point(0, 3), x.split_point(3, 3)), (0, 784));
     }
 
     #[test]
@@ -445,6 +408,13 @@ mod tests {
         }
     }
 
+    /// Columns c0..c0 + nb of dout [b, n]: [b, nb].
+    fn band(dout: &[f32], n: usize, c0: usize, nb: usize) -> Vec<f32> {
+        dout.chunks_exact(n)
+            .flat_map(|r| r[c0..c0 + nb].to_vec())
+            .collect()
+    }
+
     #[test]
     fn weight_gradient_matches_the_dense_twin() {
         for (k, n, pixels) in SHAPES {
@@ -452,21 +422,25 @@ mod tests {
             let x = SparseRows::build(&d).expect("sparse");
             let samples = [3u32, 36, 0, 7, 7, 12, 30, 1, 2];
             let b = samples.len();
-            let dout = rand(b * n, 3);
+            // A band of a wider gradient: columns 3..3 + n of rows n + 5 wide.
+            let ld = n + 5;
+            let wide = rand(b * ld, 3);
+            let dout = band(&wide, ld, 3, n);
             for accumulate in [false, true] {
                 let start = rand(n * k, 4);
                 let mut want = start.clone();
-                matmul_backward_weight(
-                    &mut want,
-                    &dout,
-                    &dense_rows(&d, &samples),
-                    b,
-                    k,
+                let xs = dense_rows(&d, &samples);
+                matmul_backward_weight(&mut want, &dout, &xs, b, k, n, accumulate);
+                let mut got = transpose(&start, n, k);
+                sparse_matmul_backward_weight(
+                    &mut got,
+                    &x,
+                    &samples,
+                    &wide[3..],
                     n,
+                    ld,
                     accumulate,
                 );
-                let mut got = transpose(&start, n, k);
-                sparse_matmul_backward_weight(&mut got, &x, &samples, &dout, n, accumulate);
                 assert_close(
                     "sparse_matmul_backward_weight",
                     format!("{b}x{k}x{n} accumulate {accumulate}"),
@@ -478,31 +452,27 @@ mod tests {
     }
 
     #[test]
-    fn fused_sgd_matches_gradient_then_sgd_update_in_any_split() {
+    fn fused_sgd_matches_gradient_then_sgd_update() {
         for (k, n, pixels) in SHAPES {
             let d = sparse_data(37, k, 0.2, pixels);
             let x = SparseRows::build(&d).expect("sparse");
             for samples in [&[9u32][..], &[3, 36, 0, 7, 7, 12, 30, 1, 2]] {
                 let b = samples.len();
-                let (dout, w, lr) = (rand(b * n, 3), rand(n * k, 4), 0.3);
+                let ld = n + 8;
+                let (wide, w, lr) = (rand(b * ld, 3), rand(n * k, 4), 0.3);
+                let dout = band(&wide, ld, 8, n);
                 let mut grad = vec![0.0; n * k];
                 matmul_backward_weight(&mut grad, &dout, &dense_rows(&d, samples), b, k, n, false);
                 let mut want = w.clone();
                 sgd_update(&mut want, &mut vec![0.0; n * k], &grad, lr, 0.0, 0.0);
-                for parts in [1, 2, 3] {
-                    let mut got = transpose(&w, n, k);
-                    for j in 0..parts {
-                        let rows = x.split_point(j, parts)..x.split_point(j + 1, parts);
-                        let share = &mut got[rows.start * n..rows.end * n];
-                        sparse_sgd_update(share, &x, samples, &dout, lr, n, rows);
-                    }
-                    assert_close(
-                        "sparse_sgd_update",
-                        format!("{b}x{k}x{n} in {parts} parts"),
-                        &got,
-                        &transpose(&want, n, k),
-                    );
-                }
+                let mut got = transpose(&w, n, k);
+                sparse_sgd_update(&mut got, &x, samples, &wide[8..], lr, n, ld);
+                assert_close(
+                    "sparse_sgd_update",
+                    format!("{b}x{k}x{n}"),
+                    &got,
+                    &transpose(&want, n, k),
+                );
             }
         }
     }
