@@ -234,3 +234,59 @@ fn state_set_in_the_reference_layout_round_trips() {
     assert!(b.params().unwrap() == p);
     assert!(b.optimizer_state().unwrap() == vec![v]);
 }
+
+#[test]
+fn a_step_does_not_allocate() {
+    let _serial = serial();
+    let spec = ModelSpec::new(&[128], Activation::Relu, Loss::Xent);
+    let data = Arc::new(sparse_pixels(2048, 8));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    // The sparse route (MNIST's); the dense one hands its large products to `gemm`, which
+    // allocates its packing buffers on every call.
+    for (batch, optim) in [
+        (1, sgd(0.0)),
+        (64, sgd(0.0)),
+        (1000, sgd(0.0)),
+        (64, sgd(0.9)),
+    ] {
+        let setup = Setup {
+            spec: spec.clone(),
+            params: spec.init_params(Init::Auto, 1),
+            train: data.clone(),
+            test: data.clone(),
+            val: None,
+            batch,
+            optim,
+            dropout: 0.1,
+            seed: 0,
+        };
+        // Inside the pool, as `descent` runs (main.rs): a step's jobs then go to the workers'
+        // own queues, not to the pool's shared injector, which allocates a block every 63 jobs.
+        let made = pool.install(|| {
+            let mut b = CpuBackend::new(setup);
+            let steps = 2048 / batch;
+            let hyper: Vec<StepHyper> = (0..steps as u64)
+                .map(|t| optim.step_hyper(t, 0.01))
+                .collect();
+            let order: Vec<u32> = (0..2048).collect();
+            b.begin_epoch(&order, &hyper, 0).unwrap();
+            // The first steps warm up the thread pool.
+            b.step(0, 0, batch).unwrap();
+            b.step(1, batch, batch).unwrap();
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            for s in 2..steps {
+                b.step(s, s * batch, batch).unwrap();
+            }
+            let made = ALLOCATIONS.load(Ordering::SeqCst) - before;
+            (made, b.device(), steps - 2)
+        });
+        let (made, device, steps) = made;
+        assert_eq!(
+            made, 0,
+            "batch {batch}, {device}: {made} allocations in {steps} steps"
+        );
+    }
+}

@@ -24,6 +24,8 @@ pub(super) struct SparseFirst {
     pub rows: usize,
     /// h: [bands][rows, band], a chunk's first-layer products; band j at j·rows·band.
     h: Vec<f32>,
+    /// dh: [rows, N], the chunk's gradient at the first layer's output (phase two writes it).
+    pub dh: Vec<f32>,
 }
 
 /// What the third phase does with the first layer's output gradient.
@@ -38,6 +40,7 @@ pub(super) enum FirstGrad {
 impl SparseFirst {
     pub fn new(x: SparseRows, n: usize, threads: usize, rows: usize) -> Self {
         let k = x.width();
+        let n = n.max(1);
         let band = n.div_ceil(threads.max(1)).next_multiple_of(8).min(n.max(1));
         let bands = n.div_ceil(band);
         SparseFirst {
@@ -47,6 +50,7 @@ impl SparseFirst {
             band,
             rows,
             h: vec![0.0; bands * rows * band],
+            dh: vec![0.0; rows * n],
         }
     }
 
@@ -115,9 +119,10 @@ impl SparseFirst {
         }
     }
 
-    /// Phase three: from each worker's output gradient (ws.dactivations[1], its share of the
-    /// chunk `samples`), update the weight or form the gradient in `target` [K·N] banded, each
-    /// band on its own thread when `parallel`.
+    /// Phase three: from the chunk's output gradient `dh` (for its `samples`), update the
+    /// weight or form the gradient in `target` [K·N] banded, each band on its own thread when
+    /// `parallel`. Each worker's share of the chunk comes by input (`Worker::cols`, which phase
+    /// two filled), one sample alone as its row.
     pub fn backward(
         &self,
         target: &mut [f32],
@@ -126,7 +131,7 @@ impl SparseFirst {
         what: FirstGrad,
         parallel: bool,
     ) {
-        let (x, k, n, band) = (&self.x, self.k, self.n, self.band);
+        let (x, k, n, band, dh) = (&self.x, self.k, self.n, self.band, &self.dh);
         target[..k * n]
             .par_chunks_mut(k * band)
             .enumerate()
@@ -134,16 +139,28 @@ impl SparseFirst {
             .for_each(|(j, t)| {
                 let c = j * band..((j + 1) * band).min(n);
                 let nj = c.len();
-                for (w_i, w) in workers.iter().filter(|w| !w.share.is_empty()).enumerate() {
-                    let dh = &w.ws.dactivations[1][c.start..];
+                let shares = workers.iter().filter(|w| !w.share.is_empty());
+                for (w_i, w) in shares.enumerate() {
+                    let dh = &dh[w.share.start * n + c.start..];
                     let s = &samples[w.share.clone()];
+                    let one = s.len() == 1;
                     match what {
-                        FirstGrad::Fused { lr } => {
+                        FirstGrad::Fused { lr } if one => {
                             sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n)
+                        }
+                        FirstGrad::Fused { lr } => {
+                            sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n)
                         }
                         FirstGrad::Grad { accumulate } => {
                             let acc = accumulate || w_i > 0;
-                            sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc)
+                            match one {
+                                true => {
+                                    sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc)
+                                }
+                                false => sparse::sparse_matmul_backward_weight_cols(
+                                    t, &w.cols, dh, nj, n, acc,
+                                ),
+                            }
                         }
                     }
                 }

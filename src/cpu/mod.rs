@@ -5,6 +5,7 @@ pub mod kernels;
 pub mod optim;
 pub mod peak;
 pub mod prune;
+mod simd;
 pub mod sparse;
 
 use std::sync::Arc;
@@ -314,6 +315,9 @@ struct Worker {
     share: std::ops::Range<usize>,
     /// Whether it has written `grads` in this step.
     active: bool,
+    /// The sparse route: its share's non-zeros by input (filled in parallel, per worker, so
+    /// that the transpose costs no serial time).
+    cols: sparse::BatchColumns,
 }
 
 impl Worker {
@@ -435,6 +439,10 @@ impl CpuBackend {
                 loss: 0.0,
                 share: 0..0,
                 active: false,
+                cols: match &first {
+                    Some(f) => sparse::BatchColumns::new(f.x.width(), rows),
+                    None => sparse::BatchColumns::default(),
+                },
             })
             .collect();
         let first_grads = match &first {
@@ -553,22 +561,25 @@ impl CpuBackend {
             let bias = &self.params[l0.b_off..l0.b_off + l0.out];
             first.forward(&self.params, bias, samples, parallel);
             let per = bc.div_ceil(used);
+            let n = l0.out;
+            // Each worker's output gradient goes to its rows of the shared dh, for phase three.
+            let mut dh = std::mem::take(&mut first.dh);
             let (first_ref, params) = (&*first, &self.params);
             self.workers.iter_mut().for_each(|w| w.share = 0..0);
-            self.workers[..used]
-                .par_iter_mut()
+            dh[..bc * n]
+                .par_chunks_mut(per * n)
+                .zip(self.workers[..used].par_iter_mut())
                 .enumerate()
-                .for_each(|(i, w)| {
-                    let hi = bc.min((i + 1) * per);
-                    let lo = hi.min(i * per);
-                    w.share = lo..hi;
-                    let b = hi - lo;
-                    if b == 0 {
-                        return;
-                    }
+                .for_each(|(i, (dh, w))| {
+                    let (lo, b) = (i * per, dh.len() / n);
+                    w.share = lo..lo + b;
                     let ws = &mut w.ws;
                     first_ref.copy_rows(&mut ws.activations[1], lo, b);
-                    sparse::gather_labels(&mut ws.labels, &train.labels, &samples[lo..hi]);
+                    let mine = &samples[lo..lo + b];
+                    sparse::gather_labels(&mut ws.labels, &train.labels, mine);
+                    if b > 1 {
+                        w.cols.fill(&first_ref.x, mine);
+                    }
                     let drop = dropout_ctx(p_drop, seed, h.t, c0 + lo);
                     w.pass(
                         spec,
@@ -579,7 +590,9 @@ impl CpuBackend {
                         drop.as_ref(),
                         FirstInput::Computed,
                     );
+                    dh.copy_from_slice(&w.ws.dactivations[1][..b * n]);
                 });
+            first.dh = dh;
             let workers = &self.workers[..used];
             if fused {
                 let what = FirstGrad::Fused { lr: h.lr };

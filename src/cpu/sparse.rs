@@ -6,6 +6,7 @@
 //! Here the first layer's weight is stored transposed, `wt` [K, N] (input-major), so one input
 //! position is one contiguous row of N weights: a non-zero pixel costs one N-wide multiply-add.
 
+use super::simd::{dispatch, madd, simd_body};
 use crate::data::Dataset;
 
 /// Above this share of non-zero inputs the dense `gemm` path is faster than skipping zeros.
@@ -100,6 +101,62 @@ impl SparseRows {
     }
 }
 
+/// A chunk's non-zeros by input position (the transpose of its rows), rebuilt per chunk in
+/// buffers allocated once. Walking a weight row's inputs together lets the gradient of a row
+/// be summed in registers and written once, instead of once per sample.
+#[derive(Clone, Debug, Default)]
+pub struct BatchColumns {
+    /// start: [K + 1]; input i's entries are start[i]..start[i + 1].
+    start: Vec<u32>,
+    /// cursor: [K], filling positions.
+    cursor: Vec<u32>,
+    /// row: [nnz], the entry's sample as a position in the chunk; value: [nnz].
+    row: Vec<u32>,
+    value: Vec<f32>,
+}
+
+impl BatchColumns {
+    /// Room for chunks of up to `rows` samples of `width` inputs.
+    pub fn new(width: usize, rows: usize) -> Self {
+        BatchColumns {
+            start: vec![0; width + 1],
+            cursor: vec![0; width],
+            row: Vec::with_capacity(rows * width),
+            value: Vec::with_capacity(rows * width),
+        }
+    }
+
+    /// The non-zeros of `samples` [B] (B at most the rows given to `new`), by input.
+    pub fn fill(&mut self, x: &SparseRows, samples: &[u32]) {
+        self.start.fill(0);
+        for &s in samples {
+            for &i in x.row(s as usize).0 {
+                self.start[i as usize + 1] += 1;
+            }
+        }
+        for i in 0..x.width {
+            self.start[i + 1] += self.start[i];
+        }
+        let nnz = self.start[x.width] as usize;
+        self.row.resize(nnz, 0);
+        self.value.resize(nnz, 0.0);
+        self.cursor.copy_from_slice(&self.start[..x.width]);
+        for (b, &s) in samples.iter().enumerate() {
+            let (idx, val) = x.row(s as usize);
+            for (&i, &v) in idx.iter().zip(val) {
+                let at = &mut self.cursor[i as usize];
+                self.row[*at as usize] = b as u32;
+                self.value[*at as usize] = v;
+                *at += 1;
+            }
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.cursor.len()
+    }
+}
+
 /// out[B, N] = X[B, K] · wt[K, N] + bias[N], where X's rows are the samples `samples` [B] of `x`.
 pub fn sparse_matmul_forward(
     out: &mut [f32],
@@ -144,45 +201,30 @@ pub fn sparse_sgd_update(
     dispatch!(scatter_body(wt, x, samples, dout, n, ld, -lr))
 }
 
-/// Runs a body compiled with AVX2 and FMA when the CPU has them (LLVM then keeps a block in
-/// eight 8-wide registers and fuses the multiply-adds), else compiled for the baseline.
-macro_rules! dispatch {
-    ($body:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features the function was compiled for are present.
-            return unsafe { $body::avx2($($arg),*) };
-        }
-        $body::<false>($($arg),*)
-    }};
-}
-use dispatch;
-
-/// Defines a kernel body generic over FMA, and beside it (in a module of the same name) its
-/// build for AVX2 and FMA, which [`dispatch`] picks at run time.
-macro_rules! simd_body {
-    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        #[inline(always)]
-        fn $name<const FMA: bool>($($a: $t),*) $body
-
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            pub(super) fn avx2($($a: $t),*) {
-                super::$name::<true>($($a),*)
-            }
-        }
-    };
+/// [`sparse_matmul_backward_weight`] from the chunk's columns (`cols` filled from the same
+/// samples): each row of dwt is summed in registers and written once.
+pub fn sparse_matmul_backward_weight_cols(
+    dwt: &mut [f32],
+    cols: &BatchColumns,
+    dout: &[f32],
+    n: usize,
+    ld: usize,
+    accumulate: bool,
+) {
+    dispatch!(columns_body(dwt, cols, dout, n, ld, 1.0, !accumulate))
 }
 
-/// a·b + c, fused where the CPU has FMA (without it `mul_add` is a slow library call).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
+/// [`sparse_sgd_update`] from the chunk's columns: each non-zero input's weight row takes the
+/// batch's whole update at once.
+pub fn sparse_sgd_update_cols(
+    wt: &mut [f32],
+    cols: &BatchColumns,
+    dout: &[f32],
+    lr: f32,
+    n: usize,
+    ld: usize,
+) {
+    dispatch!(columns_body(wt, cols, dout, n, ld, -lr, false))
 }
 
 simd_body! {
@@ -263,6 +305,57 @@ fn scatter_body(
                     *dj = madd::<FMA>(a, gj, *dj);
                 }
             }
+        }
+    }
+}
+}
+
+simd_body! {
+/// dst[K, N] = (or +=) alpha · X[B, K]ᵀ · dout[B, N] by input: the rows of dout of the samples
+/// where input i is non-zero, weighted, are summed in registers, then dst's row i is written.
+fn columns_body(
+    dst: &mut [f32],
+    cols: &BatchColumns,
+    dout: &[f32],
+    n: usize,
+    ld: usize,
+    alpha: f32,
+    overwrite: bool,
+) {
+    for i in 0..cols.width() {
+        let e = cols.start[i] as usize..cols.start[i + 1] as usize;
+        let d = &mut dst[i * n..(i + 1) * n];
+        if e.is_empty() {
+            if overwrite {
+                d.fill(0.0);
+            }
+            continue;
+        }
+        let (rows, vals) = (&cols.row[e.clone()], &cols.value[e]);
+        let mut c0 = 0;
+        while c0 < n {
+            // A full block in registers; the tail (n not a multiple of 64) in a prefix of it.
+            let w = BLOCK.min(n - c0);
+            let mut acc = [0.0f32; BLOCK];
+            if w == BLOCK {
+                for (&r, &v) in rows.iter().zip(vals) {
+                    let g = &dout[r as usize * ld + c0..][..BLOCK];
+                    for (a, &gj) in acc.iter_mut().zip(g) {
+                        *a = madd::<FMA>(v, gj, *a);
+                    }
+                }
+            } else {
+                for (&r, &v) in rows.iter().zip(vals) {
+                    let g = &dout[r as usize * ld + c0..][..w];
+                    for (a, &gj) in acc.iter_mut().zip(g) {
+                        *a = madd::<FMA>(v, gj, *a);
+                    }
+                }
+            }
+            for (dj, &a) in d[c0..c0 + w].iter_mut().zip(&acc) {
+                *dj = if overwrite { alpha * a } else { madd::<FMA>(alpha, a, *dj) };
+            }
+            c0 += w;
         }
     }
 }
@@ -465,13 +558,19 @@ mod tests {
                 matmul_backward_weight(&mut grad, &dout, &dense_rows(&d, samples), b, k, n, false);
                 let mut want = w.clone();
                 sgd_update(&mut want, &mut vec![0.0; n * k], &grad, lr, 0.0, 0.0);
+                let want = transpose(&want, n, k);
                 let mut got = transpose(&w, n, k);
                 sparse_sgd_update(&mut got, &x, samples, &wide[8..], lr, n, ld);
+                assert_close("sparse_sgd_update", format!("{b}x{k}x{n}"), &got, &want);
+                let mut got = transpose(&w, n, k);
+                let mut cols = BatchColumns::new(k, b);
+                cols.fill(&x, samples);
+                sparse_sgd_update_cols(&mut got, &cols, &wide[8..], lr, n, ld);
                 assert_close(
-                    "sparse_sgd_update",
+                    "sparse_sgd_update_cols",
                     format!("{b}x{k}x{n}"),
                     &got,
-                    &transpose(&want, n, k),
+                    &want,
                 );
             }
         }
