@@ -290,3 +290,25 @@ fn a_step_does_not_allocate() {
         );
     }
 }
+
+#[test]
+fn peak_gflops_measures_a_rate() {
+    let _serial = serial();
+    // Small, to stay fast: a rate, finite and above what even a debug build reaches.
+    let g = descent::cpu::peak::peak_gflops(192);
+    assert!(g.is_finite() && g > 0.5, "{g} GFLOP/s");
+}
+
+/// The figure behind the README's "share of sgemm peak":
+/// `cargo test --release --test cpu sgemm_peak -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sgemm_peak_at_2048() {
+    let _serial = serial();
+    let g = descent::cpu::peak::peak_gflops(2048);
+    println!(
+        "sgemm 2048³ on {} threads: {g:.1} GFLOP/s",
+        rayon::current_num_threads()
+    );
+    assert!(g > 1.0);
+}
