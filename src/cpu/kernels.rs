@@ -1,12 +1,18 @@
 //! The CPU twins of the WGSL kernels: same names, same argument order (outputs, then inputs, then
 //! dimensions), same maths. Row-major everywhere. Matrix products go through the `gemm` crate.
 
+use super::simd::{dispatch, madd, simd_body};
 use crate::data::PIXELS;
 use crate::model::Activation;
 
+/// Products with at most this many outputs (the 10 classes) run as the plain loops below:
+/// `gemm` packs its operands into buffers it allocates on every call, which at these sizes
+/// costs more than the arithmetic, and a training step must not allocate.
+const NARROW: usize = 16;
+
 /// C[m, n] (+)= op(A)[m, k] · op(B)[k, n]. `a_t`: A is stored [k, m]; `b_t`: B is stored [n, k].
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
+pub(crate) fn sgemm(
     c: &mut [f32],
     accumulate: bool,
     a: &[f32],
@@ -79,6 +85,9 @@ pub fn matmul_forward(
     for row in out[..b * n].chunks_exact_mut(n) {
         row.copy_from_slice(&bias[..n]);
     }
+    if n <= NARROW && k > 0 {
+        return dispatch!(narrow_forward(out, inp, weight, b, k, n));
+    }
     sgemm(out, true, inp, false, weight, true, b, n, k);
 }
 
@@ -91,6 +100,9 @@ pub fn matmul_backward_input(
     k: usize,
     n: usize,
 ) {
+    if n <= NARROW && n > 0 {
+        return dispatch!(narrow_backward_input(dinp, dout, weight, b, k, n));
+    }
     sgemm(dinp, false, dout, false, weight, false, b, k, n);
 }
 
@@ -104,7 +116,80 @@ pub fn matmul_backward_weight(
     n: usize,
     accumulate: bool,
 ) {
+    if n <= NARROW && k > 0 {
+        return dispatch!(narrow_backward_weight(
+            dweight, dout, inp, b, k, n, accumulate
+        ));
+    }
     sgemm(dweight, accumulate, dout, true, inp, false, n, k, b);
+}
+
+/// Lanes of the partial sums in a dot product: one AVX2 register.
+const LANES: usize = 8;
+
+simd_body! {
+/// out[B, N] += inp[B, K] · weight[N, K]ᵀ, N narrow: a dot product per output.
+fn narrow_forward(out: &mut [f32], inp: &[f32], weight: &[f32], b: usize, k: usize, n: usize) {
+    for (o, x) in out[..b * n].chunks_exact_mut(n).zip(inp.chunks_exact(k)) {
+        for (oj, w) in o.iter_mut().zip(weight[..n * k].chunks_exact(k)) {
+            // Eight running sums, so the loop vectorizes without reassociating one sum.
+            let mut acc = [0.0f32; LANES];
+            let (xc, wc) = (x.chunks_exact(LANES), w.chunks_exact(LANES));
+            let tail: f32 = xc.remainder().iter().zip(wc.remainder()).map(|(a, b)| a * b).sum();
+            for (xs, ws) in xc.zip(wc) {
+                for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                    *a = madd::<FMA>(xv, wv, *a);
+                }
+            }
+            *oj += acc.iter().sum::<f32>() + tail;
+        }
+    }
+}
+}
+
+simd_body! {
+/// dinp[B, K] = dout[B, N] · weight[N, K], N narrow: each input row sums N weight rows.
+fn narrow_backward_input(
+    dinp: &mut [f32],
+    dout: &[f32],
+    weight: &[f32],
+    b: usize,
+    k: usize,
+    n: usize,
+) {
+    for (d, g) in dinp[..b * k].chunks_exact_mut(k).zip(dout.chunks_exact(n)) {
+        d.fill(0.0);
+        for (&gj, w) in g.iter().zip(weight[..n * k].chunks_exact(k)) {
+            for (dv, &wv) in d.iter_mut().zip(w) {
+                *dv = madd::<FMA>(gj, wv, *dv);
+            }
+        }
+    }
+}
+}
+
+simd_body! {
+/// dweight[N, K] (+)= dout[B, N]ᵀ · inp[B, K], N narrow: each weight row sums B input rows.
+fn narrow_backward_weight(
+    dweight: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    b: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    if !accumulate {
+        dweight[..n * k].fill(0.0);
+    }
+    for (g, x) in dout[..b * n].chunks_exact(n).zip(inp.chunks_exact(k)) {
+        for (&gj, d) in g.iter().zip(dweight[..n * k].chunks_exact_mut(k)) {
+            for (dv, &xv) in d.iter_mut().zip(x) {
+                *dv = madd::<FMA>(gj, xv, *dv);
+            }
+        }
+    }
+}
 }
 
 /// dbias[N] = Σ_b dout[b, N], or += with `accumulate`.
@@ -432,4 +517,57 @@ pub fn output_layer_step(
     let mut sum = 0.0;
     loss_reduce(&mut sum, &losses, b, false);
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    //! The narrow products against `gemm` on the same operands, at awkward shapes.
+    use super::*;
+    use crate::gpu::verify::compare;
+    use crate::rng;
+
+    fn rand(n: usize, stream: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| rng::uniform(8, stream, i as u32) - 0.5)
+            .collect()
+    }
+
+    fn close(kernel: &str, shape: (usize, usize, usize), got: &[f32], want: &[f32]) {
+        let row = compare(kernel, format!("{shape:?}"), got, want, 1e-5, 1e-4);
+        assert!(row.pass(), "{row:?}");
+    }
+
+    #[test]
+    fn narrow_products_match_gemm() {
+        for (b, k, n) in [
+            (1, 128, 10),
+            (37, 130, 10),
+            (5, 7, 16),
+            (64, 784, 3),
+            (3, 1, 1),
+        ] {
+            let (x, w, g) = (rand(b * k, 1), rand(n * k, 2), rand(b * n, 3));
+            let bias = rand(n, 4);
+            let mut want: Vec<f32> = (0..b * n).map(|i| bias[i % n]).collect();
+            // The baseline build and the one this CPU runs (AVX2 where it has it).
+            let mut plain = want.clone();
+            narrow_forward::<false>(&mut plain, &x, &w, b, k, n);
+            let mut got = vec![f32::NAN; b * n];
+            matmul_forward(&mut got, &x, &w, &bias, b, k, n);
+            sgemm(&mut want, true, &x, false, &w, true, b, n, k);
+            close("matmul_forward", (b, k, n), &got, &want);
+            close("narrow_forward (baseline)", (b, k, n), &plain, &want);
+            let (mut got, mut want) = (vec![f32::NAN; b * k], vec![0.0; b * k]);
+            matmul_backward_input(&mut got, &g, &w, b, k, n);
+            sgemm(&mut want, false, &g, false, &w, false, b, k, n);
+            close("matmul_backward_input", (b, k, n), &got, &want);
+            for accumulate in [false, true] {
+                let mut got = rand(n * k, 5);
+                let mut want = got.clone();
+                matmul_backward_weight(&mut got, &g, &x, b, k, n, accumulate);
+                sgemm(&mut want, accumulate, &g, true, &x, false, n, k, b);
+                close("matmul_backward_weight", (b, k, n), &got, &want);
+            }
+        }
+    }
 }

@@ -1,18 +1,24 @@
 //! The CPU path: the reference maths every GPU kernel is checked against, and a fast baseline.
 
+mod first_layer;
 pub mod kernels;
 pub mod optim;
+pub mod peak;
 pub mod prune;
+mod simd;
+pub mod sparse;
 
 use std::sync::Arc;
 
 use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Loss, ModelSpec};
+use crate::model::{LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
+use first_layer::{FirstGrad, SparseFirst};
 use kernels::*;
 use rayon::prelude::*;
+use sparse::SparseRows;
 
 /// Dropout during one training step: the probability, the seed and the global step key the
 /// masks; `row0` is the first row of the chunk within its batch.
@@ -69,6 +75,16 @@ impl Workspace {
     }
 }
 
+/// Where the first layer's input comes from.
+#[derive(Clone, Copy)]
+pub enum FirstInput {
+    /// `ws.activations[0]`; the weight in the reference layout [out, in].
+    Dense,
+    /// Already multiplied: `ws.activations[1]` holds the first layer's pre-activation output
+    /// (the sparse route's first phase); its weight is not read.
+    Computed,
+}
+
 /// Forward pass over `b` rows already in `ws.activations[0]` and `ws.labels`; fills per-sample
 /// losses and returns their sum. With `dropout` (training), every hidden layer's output is
 /// dropped after its activation.
@@ -79,15 +95,38 @@ pub fn forward(
     b: usize,
     dropout: Option<&DropoutCtx>,
 ) -> f64 {
-    let layers = spec.layers();
+    forward_with(
+        spec,
+        &spec.layers(),
+        params,
+        ws,
+        b,
+        dropout,
+        FirstInput::Dense,
+    )
+}
+
+/// [`forward`] with the first layer's input taken from `first`; `layers` is
+/// `spec.layers()`, computed once by the caller so that a training step does not allocate.
+pub fn forward_with(
+    spec: &ModelSpec,
+    layers: &[LayerShape],
+    params: &[f32],
+    ws: &mut Workspace,
+    b: usize,
+    dropout: Option<&DropoutCtx>,
+    first: FirstInput,
+) -> f64 {
     let last = layers.len() - 1;
     for (l, s) in layers.iter().enumerate() {
         let (before, after) = ws.activations.split_at_mut(l + 1);
-        let inp = &before[l][..b * s.inp];
         let out = &mut after[0][..b * s.out];
         let weight = &params[s.w_off..s.w_off + s.inp * s.out];
         let bias = &params[s.b_off..s.b_off + s.out];
-        matmul_forward(out, inp, weight, bias, b, s.inp, s.out);
+        match (l, first) {
+            (0, FirstInput::Computed) => {}
+            _ => matmul_forward(out, &before[l][..b * s.inp], weight, bias, b, s.inp, s.out),
+        }
         if l != last {
             activation_forward(spec.activation, out);
             if let Some(d) = dropout {
@@ -119,7 +158,37 @@ pub fn backward(
     accumulate: bool,
     dropout: Option<&DropoutCtx>,
 ) {
-    let layers = spec.layers();
+    backward_with(
+        spec,
+        &spec.layers(),
+        params,
+        grads,
+        ws,
+        b,
+        scale,
+        accumulate,
+        dropout,
+        FirstInput::Dense,
+        true,
+    )
+}
+
+/// [`backward`] after [`forward_with`] on the same `first`; without `first_weight_grad` the
+/// first layer's weight gradient is left to the caller (the fused sparse SGD update).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    spec: &ModelSpec,
+    layers: &[LayerShape],
+    params: &[f32],
+    grads: &mut [f32],
+    ws: &mut Workspace,
+    b: usize,
+    scale: f32,
+    accumulate: bool,
+    dropout: Option<&DropoutCtx>,
+    first: FirstInput,
+    first_weight_grad: bool,
+) {
     let last = layers.len() - 1;
     {
         let c = spec.classes();
@@ -142,7 +211,12 @@ pub fn backward(
         let dout = &dafter[0][..b * s.out];
         let inp = &ws.activations[l][..b * s.inp];
         let (gw, gb) = grads[s.w_off..s.b_off + s.out].split_at_mut(s.inp * s.out);
-        matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate);
+        match (l, first) {
+            (0, _) if !first_weight_grad => {}
+            // A precomputed product brings no input to form the weight gradient from.
+            (0, FirstInput::Computed) => {}
+            _ => matmul_backward_weight(gw, dout, inp, b, s.inp, s.out, accumulate),
+        }
         bias_backward(gb, dout, b, s.out, accumulate);
         if l > 0 {
             // The input layer needs no input gradient: that skip saves a third of its work.
@@ -234,21 +308,65 @@ const UPDATE_MIN_SLICE: usize = 16 * 1024;
 /// One thread's share of a step: its own buffers and gradient accumulator.
 struct Worker {
     ws: Workspace,
-    /// grads: [num_params], this worker's partial sum.
+    /// grads: [num_params], this worker's partial sum (valid when `active`).
     grads: Vec<f32>,
     loss: f64,
+    /// Its share of the batch (dense route) or of the current chunk (sparse), as positions.
+    share: std::ops::Range<usize>,
+    /// Whether it has written `grads` in this step.
+    active: bool,
+    /// The sparse route: its share's non-zeros by input (filled in parallel, per worker, so
+    /// that the transpose costs no serial time).
+    cols: sparse::BatchColumns,
+}
+
+impl Worker {
+    /// Forward and backward over the `b` rows in the workspace: adds to the loss, and writes the
+    /// gradient (adds to it after the step's first pass).
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &mut self,
+        spec: &ModelSpec,
+        layers: &[LayerShape],
+        params: &[f32],
+        b: usize,
+        scale: f32,
+        drop: Option<&DropoutCtx>,
+        first: FirstInput,
+    ) {
+        let ws = &mut self.ws;
+        self.loss += forward_with(spec, layers, params, ws, b, drop, first);
+        // The sparse route forms the first weight's gradient itself.
+        let first_weight_grad = matches!(first, FirstInput::Dense);
+        backward_with(
+            spec,
+            layers,
+            params,
+            &mut self.grads,
+            ws,
+            b,
+            scale,
+            self.active,
+            drop,
+            first,
+            first_weight_grad,
+        );
+        self.active = true;
+    }
 }
 
 pub struct CpuBackend {
     spec: ModelSpec,
+    /// spec.layers(), kept so that a step does not allocate.
+    layers: Vec<LayerShape>,
     train: Arc<Dataset>,
     test: Arc<Dataset>,
     val: Option<Arc<Dataset>>,
     optim: OptimConfig,
     dropout: f32,
     seed: u32,
-    /// params, state1, state2: [num_params], in ModelSpec::layers layout; state1 is the
-    /// momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
+    /// params, state1, state2: [num_params], in ModelSpec::layers layout (but see `first`);
+    /// state1 is the momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
     params: Vec<f32>,
     state1: Vec<f32>,
     state2: Vec<f32>,
@@ -262,10 +380,29 @@ pub struct CpuBackend {
     step_sums: Vec<f32>,
     /// mask: [num_params], applied after every update (`set_mask`).
     mask: Option<Vec<f32>>,
+    /// The sparse route, when the training inputs are sparse enough to pay. Then the first
+    /// layer's weight is stored banded (see [`first_layer`]) in the parameters, the optimizer
+    /// state and the mask alike; the Backend methods convert at the boundary.
+    first: Option<SparseFirst>,
+    /// first_grads: [K·N], the first layer's weight gradient on the sparse route, banded.
+    first_grads: Vec<f32>,
+    /// reference: [num_params], the parameters in the reference layout, for evaluation.
+    reference: Vec<f32>,
 }
 
 impl CpuBackend {
+    /// The fastest CPU path for the data: the first layer skips zero inputs when the training
+    /// set is sparse enough ([`sparse::MAX_DENSITY`]; MNIST's pixels are 19% non-zero).
     pub fn new(setup: Setup) -> Self {
+        Self::build(setup, true)
+    }
+
+    /// The dense path whatever the data: the reference the sparse path is checked against.
+    pub fn new_dense(setup: Setup) -> Self {
+        Self::build(setup, false)
+    }
+
+    fn build(setup: Setup, allow_sparse: bool) -> Self {
         let Setup {
             spec,
             params,
@@ -279,15 +416,41 @@ impl CpuBackend {
         } = setup;
         let n = params.len();
         let threads = rayon::current_num_threads().max(1);
-        let rows = batch.div_ceil(threads).clamp(1, CHUNK_ROWS);
+        let layers = spec.layers();
+        let first = (allow_sparse && train.width == spec.inputs())
+            .then(|| SparseRows::build(&train))
+            .flatten()
+            .map(|x| {
+                // A chunk's share must fit a worker even when a small chunk goes to one worker.
+                let rows = batch
+                    .div_ceil(threads)
+                    .max(batch.min(2 * MIN_ROWS_PER_WORKER))
+                    .clamp(1, CHUNK_ROWS);
+                SparseFirst::new(x, layers[0].out, threads, rows * threads)
+            });
+        let rows = match &first {
+            Some(f) => f.rows.div_ceil(threads),
+            None => batch.div_ceil(threads).clamp(1, CHUNK_ROWS),
+        };
         let workers = (0..threads)
             .map(|_| Worker {
                 ws: Workspace::new(&spec, rows),
                 grads: vec![0.0; n],
                 loss: 0.0,
+                share: 0..0,
+                active: false,
+                cols: match &first {
+                    Some(f) => sparse::BatchColumns::new(f.x.width(), rows),
+                    None => sparse::BatchColumns::default(),
+                },
             })
             .collect();
-        CpuBackend {
+        let first_grads = match &first {
+            Some(_) => vec![0.0; layers[0].inp * layers[0].out],
+            None => Vec::new(),
+        };
+        let mut b = CpuBackend {
+            layers,
             spec,
             train,
             test,
@@ -295,7 +458,7 @@ impl CpuBackend {
             optim,
             dropout,
             seed,
-            params,
+            params: vec![0.0; n],
             state1: vec![0.0; n],
             state2: vec![0.0; n],
             workers,
@@ -305,17 +468,178 @@ impl CpuBackend {
             stats: EpochStats::default(),
             step_sums: Vec::new(),
             mask: None,
-        }
+            first,
+            first_grads,
+            reference: Vec::new(),
+        };
+        b.store(&params, Tensor::Params);
+        b
     }
 
     fn state_count(&self) -> usize {
         self.optim.kind.state_names().len()
     }
+
+    /// Copies `src` (reference layout, [num_params]) into one of the backend's tensors.
+    fn store(&mut self, src: &[f32], which: Tensor) {
+        let dst = match which {
+            Tensor::Params => &mut self.params,
+            Tensor::State1 => &mut self.state1,
+            Tensor::State2 => &mut self.state2,
+        };
+        copy_layout(dst, src, self.first.as_ref(), false);
+    }
+
+    /// One of the backend's tensors in the reference layout.
+    fn to_reference(&self, src: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; src.len()];
+        copy_layout(&mut out, src, self.first.as_ref(), true);
+        out
+    }
+
+    /// The dense route's passes: each worker takes a contiguous share of the batch and
+    /// accumulates its own gradient.
+    fn dense_passes(&mut self, h: &StepHyper, batch: &[u32]) {
+        let len = batch.len();
+        let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+        let per = len.div_ceil(used);
+        let scale = 1.0 / len as f32;
+        let (spec, layers, params, train) = (&self.spec, &self.layers, &self.params, &*self.train);
+        let (p_drop, seed) = (self.dropout, self.seed);
+        self.workers[..used]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, w)| {
+                let hi = len.min((i + 1) * per);
+                let mut lo = hi.min(i * per);
+                w.share = lo..hi;
+                while lo < hi {
+                    let b = (hi - lo).min(w.ws.rows);
+                    let ws = &mut w.ws;
+                    gather(ws, train, batch, lo, b);
+                    let drop = dropout_ctx(p_drop, seed, h.t, lo);
+                    w.pass(
+                        spec,
+                        layers,
+                        params,
+                        b,
+                        scale,
+                        drop.as_ref(),
+                        FirstInput::Dense,
+                    );
+                    lo += b;
+                }
+            });
+    }
+
+    /// The sparse route's passes, chunk by chunk: the first layer's product by bands of
+    /// outputs, the rest of the model by shares of samples, then the first layer's gradient (or,
+    /// `fused`, its plain SGD update) by bands again. Returns whether it updated the weight.
+    fn sparse_passes(&mut self, h: &StepHyper, batch: &[u32]) -> bool {
+        let Some(first) = self.first.as_mut() else {
+            return false;
+        };
+        let len = batch.len();
+        let cfg = &self.optim;
+        // Plain SGD needs no gradient of the first weight, only its update, when the whole
+        // batch's output gradient is at hand at once (one chunk).
+        let fused = cfg.kind == crate::optim::OptimizerKind::Sgd
+            && cfg.momentum == 0.0
+            && cfg.weight_decay == 0.0
+            && self.mask.is_none()
+            && len <= first.rows;
+        let scale = 1.0 / len as f32;
+        let (spec, layers, train) = (&self.spec, &self.layers, &*self.train);
+        let (p_drop, seed) = (self.dropout, self.seed);
+        let l0 = &layers[0];
+        let mut c0 = 0;
+        while c0 < len {
+            let bc = (len - c0).min(first.rows);
+            let samples = &batch[c0..c0 + bc];
+            let used = (bc / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+            let parallel = used > 1;
+            let bias = &self.params[l0.b_off..l0.b_off + l0.out];
+            first.forward(&self.params, bias, samples, parallel);
+            let per = bc.div_ceil(used);
+            let n = l0.out;
+            // Each worker's output gradient goes to its rows of the shared dh, for phase three.
+            let mut dh = std::mem::take(&mut first.dh);
+            let (first_ref, params) = (&*first, &self.params);
+            self.workers.iter_mut().for_each(|w| w.share = 0..0);
+            dh[..bc * n]
+                .par_chunks_mut(per * n)
+                .zip(self.workers[..used].par_iter_mut())
+                .enumerate()
+                .for_each(|(i, (dh, w))| {
+                    let (lo, b) = (i * per, dh.len() / n);
+                    w.share = lo..lo + b;
+                    let ws = &mut w.ws;
+                    first_ref.copy_rows(&mut ws.activations[1], lo, b);
+                    let mine = &samples[lo..lo + b];
+                    sparse::gather_labels(&mut ws.labels, &train.labels, mine);
+                    if b > 1 {
+                        w.cols.fill(&first_ref.x, mine);
+                    }
+                    let drop = dropout_ctx(p_drop, seed, h.t, c0 + lo);
+                    w.pass(
+                        spec,
+                        layers,
+                        params,
+                        b,
+                        scale,
+                        drop.as_ref(),
+                        FirstInput::Computed,
+                    );
+                    dh.copy_from_slice(&w.ws.dactivations[1][..b * n]);
+                });
+            first.dh = dh;
+            let workers = &self.workers[..used];
+            if fused {
+                let what = FirstGrad::Fused { lr: h.lr };
+                first.backward(&mut self.params, workers, samples, what, parallel);
+            } else {
+                let what = FirstGrad::Grad { accumulate: c0 > 0 };
+                first.backward(&mut self.first_grads, workers, samples, what, parallel);
+            }
+            c0 += bc;
+        }
+        fused
+    }
+}
+
+/// Dropout's key for rows from `row0` of a batch, when dropout is on.
+fn dropout_ctx(p: f32, seed: u32, step: u32, row0: usize) -> Option<DropoutCtx> {
+    (p > 0.0).then_some(DropoutCtx {
+        p,
+        seed,
+        step,
+        row0,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Tensor {
+    Params,
+    State1,
+    State2,
+}
+
+/// dst = src, [num_params] each, with the first layer's weight block (at offset 0) converted
+/// between the reference layout and the sparse route's banded one, when there is a route.
+fn copy_layout(dst: &mut [f32], src: &[f32], first: Option<&SparseFirst>, to_reference: bool) {
+    dst.copy_from_slice(src);
+    if let Some(f) = first {
+        f.convert(dst, src, to_reference);
+    }
 }
 
 impl Backend for CpuBackend {
     fn device(&self) -> String {
-        format!("cpu ({} threads)", self.workers.len())
+        let input = match &self.first {
+            Some(f) => format!(", sparse input: {:.0}% non-zero", 100.0 * f.x.density()),
+            None => String::new(),
+        };
+        format!("cpu ({} threads{input})", self.workers.len())
     }
 
     fn begin_epoch(
@@ -330,6 +654,8 @@ impl Backend for CpuBackend {
         self.hyper.extend_from_slice(hyper);
         self.stats = EpochStats::default();
         self.step_sums.clear();
+        // Steps then push without allocating.
+        self.step_sums.reserve(hyper.len());
         Ok(())
     }
 
@@ -340,73 +666,81 @@ impl Backend for CpuBackend {
                 self.hyper.len()
             ))
         })?;
-        // Data parallel: each worker takes a contiguous share of the batch, accumulates its own
-        // gradient, and the shares are summed before the update.
-        let used = (len / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
-        let per = len.div_ceil(used);
-        let scale = 1.0 / len as f32;
-        let (spec, params, train, order) = (&self.spec, &self.params, &*self.train, &self.order);
-        let (p_drop, seed) = (self.dropout, self.seed);
-        self.workers[..used]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(i, w)| {
-                w.loss = 0.0;
-                let hi = len.min((i + 1) * per);
-                let mut lo = i * per;
-                while lo < hi {
-                    let b = (hi - lo).min(w.ws.rows);
-                    let ws = &mut w.ws;
-                    gather(ws, train, order, start + lo, b);
-                    let drop = (p_drop > 0.0).then_some(DropoutCtx {
-                        p: p_drop,
-                        seed,
-                        step: h.t,
-                        row0: lo,
-                    });
-                    w.loss += forward(spec, params, ws, b, drop.as_ref());
-                    // The first chunk overwrites the gradient, later ones add to it.
-                    backward(
-                        spec,
-                        params,
-                        &mut w.grads,
-                        ws,
-                        b,
-                        scale,
-                        lo != i * per,
-                        drop.as_ref(),
-                    );
-                    lo += b;
-                }
-            });
-        let loss: f64 = self.workers[..used].iter().map(|w| w.loss).sum();
+        if start + len > self.order.len() || len == 0 {
+            return Err(Error::InvalidArg(format!(
+                "step {step}: samples {start}..{} of an order of {}",
+                start + len,
+                self.order.len()
+            )));
+        }
+        // The order moves out for the step so the passes can borrow the rest of self.
+        let order = std::mem::take(&mut self.order);
+        let batch = &order[start..start + len];
+        for w in &mut self.workers {
+            w.loss = 0.0;
+            w.active = false;
+        }
+        let (skip, fused) = match self.first.is_some() {
+            true => (
+                self.layers[0].inp * self.layers[0].out,
+                self.sparse_passes(&h, batch),
+            ),
+            false => {
+                self.dense_passes(&h, batch);
+                (0, false)
+            }
+        };
+        self.order = order;
+        let loss: f64 = self.workers.iter().map(|w| w.loss).sum();
         if !loss.is_finite() && self.stats.nonfinite.is_none() {
             self.stats.nonfinite = Some((step, (loss / len as f64) as f32));
         }
         self.stats.loss_sum += loss;
         self.stats.samples += len;
         self.step_sums.push(loss as f32);
-        // Sum the workers' gradients and update, each thread on its own slice of the parameters
-        // (the update is memory-bound: at batch 1 it is most of the step).
-        let (first, rest) = self.workers.split_at_mut(1);
-        let others: Vec<&[f32]> = rest[..used - 1].iter().map(|w| &w.grads[..]).collect();
-        // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
-        let slice = self.params.len().div_ceil(used).max(UPDATE_MIN_SLICE);
         let cfg = self.optim;
         let mask = self.mask.as_deref();
-        self.params
+        // The sparse route's first weight, unless fused: by bands, on the threads that formed
+        // its gradient.
+        if let (Some(f), false) = (&self.first, fused) {
+            let band = f.band_len();
+            self.params[..skip]
+                .par_chunks_mut(band)
+                .zip(self.state1[..skip].par_chunks_mut(band))
+                .zip(self.state2[..skip].par_chunks_mut(band))
+                .zip(self.first_grads.par_chunks(band))
+                .enumerate()
+                .for_each(|(i, (((p, s1), s2), g))| {
+                    optim::optimizer_update(p, s1, s2, g, &cfg, &h);
+                    if let Some(m) = mask {
+                        prune::apply_mask(p, s1, s2, &m[i * band..][..p.len()]);
+                    }
+                });
+        }
+        // The rest: sum the workers' gradients and update, each thread on its own slice of
+        // the parameters (the update is memory-bound: at batch 1 on the dense route it is most
+        // of the step).
+        let active = self.workers.iter().filter(|w| w.active).count();
+        let (first, rest) = self.workers.split_at_mut(1);
+        let others = &rest[..active.saturating_sub(1)];
+        // With one worker (tiny batches) a second thread's wake-up costs more than it saves.
+        let slice = (self.params.len() - skip)
+            .div_ceil(active.max(1))
+            .max(UPDATE_MIN_SLICE);
+        self.params[skip..]
             .par_chunks_mut(slice)
-            .zip(self.state1.par_chunks_mut(slice))
-            .zip(self.state2.par_chunks_mut(slice))
-            .zip(first[0].grads.par_chunks_mut(slice))
+            .zip(self.state1[skip..].par_chunks_mut(slice))
+            .zip(self.state2[skip..].par_chunks_mut(slice))
+            .zip(first[0].grads[skip..].par_chunks_mut(slice))
             .enumerate()
             .for_each(|(i, (((p, s1), s2), g))| {
-                for o in &others {
-                    g.iter_mut().zip(&o[i * slice..]).for_each(|(a, b)| *a += b);
+                let off = skip + i * slice;
+                for o in others {
+                    g.iter_mut().zip(&o.grads[off..]).for_each(|(a, b)| *a += b);
                 }
                 optim::optimizer_update(p, s1, s2, g, &cfg, &h);
                 if let Some(m) = mask {
-                    prune::apply_mask(p, s1, s2, &m[i * slice..][..p.len()]);
+                    prune::apply_mask(p, s1, s2, &m[off..][..p.len()]);
                 }
             });
         Ok(())
@@ -428,16 +762,24 @@ impl Backend for CpuBackend {
                 return Err(Error::InvalidArg("no validation split (--val)".into()));
             }
         };
-        Ok(evaluate(&self.spec, &self.params, data, &mut self.eval_ws))
+        let params = match &self.first {
+            Some(f) => {
+                self.reference.resize(self.params.len(), 0.0);
+                copy_layout(&mut self.reference, &self.params, Some(f), true);
+                &self.reference
+            }
+            None => &self.params,
+        };
+        Ok(evaluate(&self.spec, params, data, &mut self.eval_ws))
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        Ok(self.params.clone())
+        Ok(self.to_reference(&self.params))
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
         check_len("parameters", params.len(), self.params.len())?;
-        self.params.copy_from_slice(params);
+        self.store(params, Tensor::Params);
         Ok(())
     }
 
@@ -445,25 +787,35 @@ impl Backend for CpuBackend {
         let all = [&self.state1, &self.state2];
         Ok(all[..self.state_count()]
             .iter()
-            .map(|s| s.to_vec())
+            .map(|s| self.to_reference(s))
             .collect())
     }
 
     fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()> {
         check_len("optimizer state tensors", state.len(), self.state_count())?;
-        for (dst, src) in [&mut self.state1, &mut self.state2].into_iter().zip(state) {
-            check_len("optimizer state", src.len(), dst.len())?;
-            dst.copy_from_slice(src);
+        for (which, src) in [Tensor::State1, Tensor::State2].into_iter().zip(state) {
+            check_len("optimizer state", src.len(), self.params.len())?;
+            self.store(src, which);
         }
         Ok(())
     }
 
     fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
-        if let Some(m) = mask {
-            check_len("mask entries", m.len(), self.params.len())?;
-            prune::apply_mask(&mut self.params, &mut self.state1, &mut self.state2, m);
-        }
-        self.mask = mask.map(<[f32]>::to_vec);
+        self.mask = match mask {
+            Some(m) => {
+                check_len("mask entries", m.len(), self.params.len())?;
+                let mut internal = vec![0.0; m.len()];
+                copy_layout(&mut internal, m, self.first.as_ref(), false);
+                prune::apply_mask(
+                    &mut self.params,
+                    &mut self.state1,
+                    &mut self.state2,
+                    &internal,
+                );
+                Some(internal)
+            }
+            None => None,
+        };
         Ok(())
     }
 }

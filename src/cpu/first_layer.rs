@@ -1,0 +1,169 @@
+//! The first layer on the sparse route, split by columns: each thread owns a band of the hidden
+//! units, so the rows of weights it reads in the forward pass are the ones it updates, and stay
+//! in its core's cache (split by samples instead, half of every step's weight rows would move
+//! between the cores twice). The rest of the model splits by samples as on the dense route.
+//!
+//! The first weight is stored band by band: band j, the outputs `cols(j)`, is [K, n_j] (input
+//! major, see [`super::sparse`]) at offset j·K·band.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::Worker;
+use super::sparse::{self, SparseRows};
+
+pub(super) struct SparseFirst {
+    pub x: SparseRows,
+    /// The first layer's inputs (K) and outputs (N).
+    k: usize,
+    n: usize,
+    /// Outputs per band, a multiple of 8 (one AVX2 register); the last band may be narrower.
+    band: usize,
+    /// Samples in a chunk: the most a step pushes through the three phases at once.
+    pub rows: usize,
+    /// h: [bands][rows, band], a chunk's first-layer products; band j at j·rows·band.
+    h: Vec<f32>,
+    /// dh: [rows, N], the chunk's gradient at the first layer's output (phase two writes it).
+    pub dh: Vec<f32>,
+}
+
+/// What the third phase does with the first layer's output gradient.
+#[derive(Clone, Copy)]
+pub(super) enum FirstGrad {
+    /// Plain SGD at this rate, straight into the weight.
+    Fused { lr: f32 },
+    /// Form the gradient (adding to it with `accumulate`).
+    Grad { accumulate: bool },
+}
+
+impl SparseFirst {
+    pub fn new(x: SparseRows, n: usize, threads: usize, rows: usize) -> Self {
+        let k = x.width();
+        let n = n.max(1);
+        let band = n.div_ceil(threads.max(1)).next_multiple_of(8).min(n.max(1));
+        let bands = n.div_ceil(band);
+        SparseFirst {
+            x,
+            k,
+            n,
+            band,
+            rows,
+            h: vec![0.0; bands * rows * band],
+            dh: vec![0.0; rows * n],
+        }
+    }
+
+    fn bands(&self) -> usize {
+        self.n.div_ceil(self.band)
+    }
+
+    /// Band j's outputs.
+    fn cols(&self, j: usize) -> Range<usize> {
+        j * self.band..((j + 1) * self.band).min(self.n)
+    }
+
+    /// Floats of the first weight in one band (the last may hold fewer): its chunk size.
+    pub fn band_len(&self) -> usize {
+        self.k * self.band
+    }
+
+    /// Where weight (output o, input i) of the reference layout [N, K] lives here.
+    fn index(&self, o: usize, i: usize) -> usize {
+        let j = o / self.band;
+        let c = self.cols(j);
+        j * self.k * self.band + i * c.len() + (o - c.start)
+    }
+
+    /// The first weight block [N·K] from the reference layout (`to_reference` false) or back.
+    pub fn convert(&self, dst: &mut [f32], src: &[f32], to_reference: bool) {
+        for o in 0..self.n {
+            for i in 0..self.k {
+                let (r, b) = (o * self.k + i, self.index(o, i));
+                if to_reference {
+                    dst[r] = src[b];
+                } else {
+                    dst[b] = src[r];
+                }
+            }
+        }
+    }
+
+    /// Phase one: h = X·W + bias for the chunk's `samples`, each band on its own thread when
+    /// `parallel`. w1: [K·N] banded; bias: [N].
+    pub fn forward(&mut self, w1: &[f32], bias: &[f32], samples: &[u32], parallel: bool) {
+        let bands = self.bands();
+        let (x, k, rows, band) = (&self.x, self.k, self.rows, self.band);
+        let n = self.n;
+        self.h
+            .par_chunks_mut(rows * band)
+            .zip(w1[..k * n].par_chunks(k * band))
+            .enumerate()
+            .with_min_len(if parallel { 1 } else { bands })
+            .for_each(|(j, (h, w))| {
+                let c = j * band..((j + 1) * band).min(n);
+                let nj = c.len();
+                sparse::sparse_matmul_forward(h, x, samples, &w[..k * nj], &bias[c], nj);
+            });
+    }
+
+    /// Phase two's input: rows lo..lo + b of the chunk's products into `dst` [b, N].
+    pub fn copy_rows(&self, dst: &mut [f32], lo: usize, b: usize) {
+        for j in 0..self.bands() {
+            let c = self.cols(j);
+            let h = &self.h[j * self.rows * self.band..];
+            for r in 0..b {
+                dst[r * self.n + c.start..][..c.len()]
+                    .copy_from_slice(&h[(lo + r) * c.len()..][..c.len()]);
+            }
+        }
+    }
+
+    /// Phase three: from the chunk's output gradient `dh` (for its `samples`), update the
+    /// weight or form the gradient in `target` [K·N] banded, each band on its own thread when
+    /// `parallel`. Each worker's share of the chunk comes by input (`Worker::cols`, which phase
+    /// two filled), one sample alone as its row.
+    pub fn backward(
+        &self,
+        target: &mut [f32],
+        workers: &[Worker],
+        samples: &[u32],
+        what: FirstGrad,
+        parallel: bool,
+    ) {
+        let (x, k, n, band, dh) = (&self.x, self.k, self.n, self.band, &self.dh);
+        target[..k * n]
+            .par_chunks_mut(k * band)
+            .enumerate()
+            .with_min_len(if parallel { 1 } else { self.bands() })
+            .for_each(|(j, t)| {
+                let c = j * band..((j + 1) * band).min(n);
+                let nj = c.len();
+                let shares = workers.iter().filter(|w| !w.share.is_empty());
+                for (w_i, w) in shares.enumerate() {
+                    let dh = &dh[w.share.start * n + c.start..];
+                    let s = &samples[w.share.clone()];
+                    let one = s.len() == 1;
+                    match what {
+                        FirstGrad::Fused { lr } if one => {
+                            sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n)
+                        }
+                        FirstGrad::Fused { lr } => {
+                            sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n)
+                        }
+                        FirstGrad::Grad { accumulate } => {
+                            let acc = accumulate || w_i > 0;
+                            match one {
+                                true => {
+                                    sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc)
+                                }
+                                false => sparse::sparse_matmul_backward_weight_cols(
+                                    t, &w.cols, dh, nj, n, acc,
+                                ),
+                            }
+                        }
+                    }
+                }
+            });
+    }
+}
