@@ -200,7 +200,7 @@ pub fn open_devices(
         let cpu_peak = best(
             sides
                 .iter()
-                .map(|&s| (peak::cpu_peak_gflops(s), s))
+                .map(|&s| (crate::cpu::peak::peak_gflops(s), s))
                 .collect(),
         )
         .unwrap_or((0.0, peak_size));
@@ -221,10 +221,7 @@ pub fn open_devices(
                 open_ms: 0.0,
                 threads,
                 peak_gflops: cpu_peak.0,
-                peak_source: format!(
-                    "gemm crate sgemm, {threads} threads, {}³ (bench stand-in for cpu::peak_gflops)",
-                    cpu_peak.1
-                ),
+                peak_source: format!("gemm crate sgemm, {threads} threads, {}³", cpu_peak.1),
             },
         ));
     }
