@@ -157,7 +157,7 @@ fn quick_run_compares_cpu_and_gpu_and_its_json_has_every_field() {
                 d["kernel_choice"]
                     .as_str()
                     .unwrap()
-                    .contains("adapter type"),
+                    .contains("chosen by measurement"),
                 "{d}"
             );
         }
@@ -236,6 +236,18 @@ fn quick_run_compares_cpu_and_gpu_and_its_json_has_every_field() {
         "{out}"
     );
     assert!(out.contains("kernel chosen and why"), "{out}");
+    // The autotuner's report, in the table and the JSON, names each product it chose for.
+    assert!(
+        out.contains("matmul tuning:") && out.contains("matmul_forward"),
+        "{out}"
+    );
+    assert!(
+        r["tuning"]
+            .as_str()
+            .is_some_and(|t| t.contains("matmul_forward")),
+        "{}",
+        r["tuning"]
+    );
     let img = image::open(&png).unwrap();
     assert_eq!((img.width(), img.height()), (1000, 620));
 }

@@ -240,10 +240,7 @@ pub fn open_devices(
         let variant = gpu.kernels.variant;
         let why = match forced {
             Some(_) => "forced by --kernel".to_owned(),
-            None if gpu.ctx.is_cpu_adapter() => {
-                "by adapter type: a CPU adapter gets the register-blocked kernel".to_owned()
-            }
-            None => "by adapter type: a GPU gets the workgroup-tiled kernel".to_owned(),
+            None => "chosen by measurement: each product's fastest form that passes parity (the tuning report below)".to_owned(),
         };
         // A large product times well in a few runs; more would take seconds on lavapipe.
         let mut runs = Vec::new();

@@ -334,19 +334,17 @@ impl Display for Report {
         for t in &self.kernels {
             self.write_kernels(&mut out, t)?;
         }
-        match &self.tuning {
-            Some(t) => writeln!(out, "\nmatmul tuning:\n{t}")?,
-            None => {
-                for d in self.devices.iter().filter(|d| d.kind == "gpu") {
-                    writeln!(
-                        out,
-                        "\nkernel chosen and why, {}: {} matmul, {}; the form column shows which implementation each dispatch runs",
-                        d.label,
-                        d.matmul_variant.as_deref().unwrap_or("?"),
-                        d.kernel_choice.as_deref().unwrap_or("?")
-                    )?;
-                }
-            }
+        for d in self.devices.iter().filter(|d| d.kind == "gpu") {
+            writeln!(
+                out,
+                "\nkernel chosen and why, {}: {} matmul, {}; the form column shows which implementation each dispatch runs",
+                d.label,
+                d.matmul_variant.as_deref().unwrap_or("?"),
+                d.kernel_choice.as_deref().unwrap_or("?")
+            )?;
+        }
+        if let Some(t) = &self.tuning {
+            writeln!(out, "\nmatmul tuning:\n{t}")?;
         }
         f.write_str(&out)
     }
