@@ -8,7 +8,7 @@ use crate::model::ModelSpec;
 /// Rows per forward pass: big enough to amortise the matmul, small enough to stay in cache.
 const ROWS: usize = 1000;
 
-/// Softmax of the model's outputs ([classes] each) for each row of `x` ([n, inputs], as the
+/// Softmax of the model's outputs (`[classes]` each) for each row of `x` (`[n, inputs]`, as the
 /// model sees them). For a model trained with MSE the outputs are not log-probabilities; their
 /// softmax still ranks the classes.
 pub fn probabilities(spec: &ModelSpec, params: &[f32], x: &[f32]) -> Vec<Vec<f32>> {
@@ -98,14 +98,14 @@ pub fn ranked(p: &[f32]) -> Vec<(usize, f32)> {
     r
 }
 
-/// counts[true][predicted]: [classes][classes].
+/// `counts[true][predicted]`: `[classes][classes]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confusion {
     pub counts: Vec<Vec<u64>>,
 }
 
 impl Confusion {
-    /// From each sample's label and class probabilities ([classes] each).
+    /// From each sample's label and class probabilities (`[classes]` each).
     pub fn new(labels: &[u8], probs: &[Vec<f32>]) -> Self {
         let c = probs.first().map_or(0, Vec::len);
         let mut counts = vec![vec![0u64; c]; c];

@@ -39,7 +39,7 @@ pub enum Split {
 #[derive(Clone, Debug)]
 pub struct Setup {
     pub spec: ModelSpec,
-    /// params: [num_params], in [`ModelSpec::layers`] layout.
+    /// params: `[num_params]`, in [`ModelSpec::layers`] layout.
     pub params: Vec<f32>,
     pub train: Arc<Dataset>,
     pub test: Arc<Dataset>,
@@ -57,7 +57,7 @@ pub struct Setup {
 pub trait Backend {
     /// A one-line description of where the maths runs, as printed and recorded in `--metrics`.
     fn device(&self) -> String;
-    /// Starts an epoch that visits the training set in `order` ([n_train] sample indices), with
+    /// Starts an epoch that visits the training set in `order` (`[n_train]` sample indices), with
     /// `hyper[s]` the learning rate and bias corrections of its step `s`, at step `first_step`
     /// (0, or where an interrupted epoch stopped).
     fn begin_epoch(&mut self, order: &[u32], hyper: &[StepHyper], first_step: usize) -> Result<()>;
@@ -74,11 +74,11 @@ pub trait Backend {
     /// The parameters, flat, in [`ModelSpec::layers`] layout.
     fn params(&mut self) -> Result<Vec<f32>>;
     fn set_params(&mut self, params: &[f32]) -> Result<()>;
-    /// The optimizer's state tensors, each [num_params], in
+    /// The optimizer's state tensors, each `[num_params]`, in
     /// [`crate::optim::OptimizerKind::state_names`] order.
     fn optimizer_state(&mut self) -> Result<Vec<Vec<f32>>>;
     fn set_optimizer_state(&mut self, state: &[Vec<f32>]) -> Result<()>;
-    /// Holds pruned weights at zero: `mask` [num_params] is 1 to keep and 0 to prune (biases
+    /// Holds pruned weights at zero: `mask` `[num_params]` is 1 to keep and 0 to prune (biases
     /// 1). It multiplies the parameters and the optimizer state now and after every update
     /// from here on; `None` lifts it. See [`crate::prune`].
     fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()>;

@@ -126,7 +126,7 @@ pub struct Dataset {
     pub images: Vec<u8>,
     /// features: [n, width] f32; empty for pixel data.
     pub features: Vec<f32>,
-    /// labels: [n] class indices in 0..classes (u8: at most 256 classes).
+    /// labels: `[n]` class indices in 0..classes (u8: at most 256 classes).
     pub labels: Vec<u8>,
     /// Values per sample: the model's input width.
     pub width: usize,
@@ -151,7 +151,7 @@ impl Default for Dataset {
 }
 
 impl Dataset {
-    /// A split of MNIST-shaped pixels: images [n, 784] u8, labels [n] in 0..10.
+    /// A split of MNIST-shaped pixels: images `[n, 784]` u8, labels `[n]` in 0..10.
     pub fn pixels(images: Vec<u8>, labels: Vec<u8>) -> Self {
         Dataset {
             images,
@@ -160,7 +160,7 @@ impl Dataset {
         }
     }
 
-    /// A split of f32 features [n, width] with labels [n] in 0..classes.
+    /// A split of f32 features `[n, width]` with labels `[n]` in 0..classes.
     pub fn floats(features: Vec<f32>, labels: Vec<u8>, width: usize, classes: usize) -> Self {
         Dataset {
             images: Vec::new(),
@@ -222,7 +222,7 @@ impl Dataset {
         d
     }
 
-    /// Samples per class: [classes].
+    /// Samples per class: `[classes]`.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes];
         for &l in &self.labels {

@@ -38,7 +38,7 @@ impl Default for ExplainConfig {
     }
 }
 
-/// One linear layer's tensors: weight [out, in] row-major, bias [out].
+/// One linear layer's tensors: weight `[out, in]` row-major, bias `[out]`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct LayerTensors {
     pub weight: Vec<Vec<f32>>,

@@ -254,7 +254,7 @@ impl Optimizer {
 pub struct Path {
     pub optimizer: Optimizer,
     pub lr: f32,
-    /// points[0] is the start; one point per step after it (up to the last finite one).
+    /// `points[0]` is the start; one point per step after it (up to the last finite one).
     pub points: Vec<[f64; 2]>,
     /// The first step whose point was not finite or ran away (|x| or |y| above 1e6).
     pub diverged_at: Option<usize>,

@@ -1,7 +1,7 @@
 //! The MLP's shape, its parameter layout, initialisation and checkpoints (safetensors).
 //!
 //! Parameters live in one flat f32 buffer, layer after layer, each layer's weight [out, in]
-//! (row-major, PyTorch's `nn.Linear` layout) followed by its bias [out]. Grads and momentum use the
+//! (row-major, PyTorch's `nn.Linear` layout) followed by its bias `[out]`. Grads and momentum use the
 //! same layout, so one update kernel covers the whole model on CPU and GPU alike.
 
 use std::collections::HashMap;
@@ -103,7 +103,7 @@ pub struct LayerShape {
     pub out: usize,
     /// Offset of weight [out, in].
     pub w_off: usize,
-    /// Offset of bias [out].
+    /// Offset of bias `[out]`.
     pub b_off: usize,
 }
 
@@ -227,13 +227,13 @@ pub struct Checkpoint {
     pub preprocess: Option<Preprocess>,
     /// Present in checkpoints a run can be resumed from (`--checkpoint-dir`, Ctrl-C).
     pub resume: Option<ResumeState>,
-    /// mask: [num_params], 1 keep / 0 pruned (biases 1), from `layers.{i}.weight_mask` tensors
+    /// mask: `[num_params]`, 1 keep / 0 pruned (biases 1), from `layers.{i}.weight_mask` tensors
     /// when the checkpoint was pruned (`descent prune`); the weights it prunes are zero.
     pub mask: Option<Vec<f32>>,
 }
 
 /// What continuing a run needs beyond the weights: the optimizer's state tensors (stored as
-/// `optimizer.<name>` [num_params], in the flat parameter layout), where the run stopped, and
+/// `optimizer.<name>` `[num_params]`, in the flat parameter layout), where the run stopped, and
 /// the run's full configuration (JSON, as `descent train` resolved it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResumeState {
@@ -273,7 +273,7 @@ impl TrainedOn {
     }
 }
 
-/// Writes `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] as f32 safetensors,
+/// Writes `layers.{i}.weight` `[out, in]` and `layers.{i}.bias` `[out]` as f32 safetensors,
 /// atomically, with the optimizer state and run position when `resume` is given.
 #[cfg(feature = "native")]
 pub fn save_checkpoint(
@@ -287,7 +287,7 @@ pub fn save_checkpoint(
 }
 
 /// [`save_checkpoint`], plus `layers.{i}.weight_mask` [out, in] (as PyTorch's
-/// torch.nn.utils.prune names its masks) when `mask` [num_params] is given.
+/// torch.nn.utils.prune names its masks) when `mask` `[num_params]` is given.
 #[cfg(feature = "native")]
 pub fn save_checkpoint_masked(
     path: &Path,

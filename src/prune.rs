@@ -30,7 +30,7 @@ pub fn check_sparsity(flag: &str, s: f64) -> Result<()> {
     }
 }
 
-/// The mask that keeps everything: [num_params] of 1.
+/// The mask that keeps everything: `[num_params]` of 1.
 pub fn ones_mask(spec: &ModelSpec) -> Vec<f32> {
     vec![1.0; spec.num_params()]
 }
@@ -52,7 +52,7 @@ pub fn pruned_count(n: usize, s: f64) -> usize {
     ((n as f64 * s).round() as usize).min(n)
 }
 
-/// The magnitude mask [num_params] at `sparsity`: in each layer (or, with `global`, across all
+/// The magnitude mask `[num_params]` at `sparsity`: in each layer (or, with `global`, across all
 /// weights together) the round(sparsity·n) weights of smallest |w| are pruned; biases are kept.
 /// Weights already zero are the smallest, so a pruned network pruned again keeps its zeros.
 pub fn magnitude_mask(spec: &ModelSpec, params: &[f32], sparsity: f64, global: bool) -> Vec<f32> {

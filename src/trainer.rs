@@ -366,7 +366,7 @@ impl Trainer {
         self.backend.params()
     }
 
-    /// Class probabilities ([classes] each) for rows `x` ([n, inputs], as the model sees them:
+    /// Class probabilities (`[classes]` each) for rows `x` (`[n, inputs]`, as the model sees them:
     /// MNIST pixels in 0..1, e.g. from [`crate::predict::prepare_digit`]).
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
         let w = self.spec.inputs();

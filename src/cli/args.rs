@@ -1,5 +1,8 @@
 //! The argument groups several subcommands share (data, model, device), and the helpers that
 //! turn them into data, a model spec and a backend.
+// The doc comments on these flags are clap's `--help` text, written for a terminal (`[default:
+// …]`, `<class>`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

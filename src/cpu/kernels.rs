@@ -72,7 +72,7 @@ pub(crate) fn sgemm(
     }
 }
 
-/// out[B, N] = inp[B, K] · weight[N, K]ᵀ + bias[N]
+/// `out[B, N]` = `inp[B, K]` · `weight[N, K]`ᵀ + `bias[N]`
 pub fn matmul_forward(
     out: &mut [f32],
     inp: &[f32],
@@ -192,7 +192,7 @@ fn narrow_backward_weight(
 }
 }
 
-/// dbias[N] = Σ_b dout[b, N], or += with `accumulate`.
+/// `dbias[N]` = Σ_b `dout[b, N]`, or += with `accumulate`.
 pub fn bias_backward(dbias: &mut [f32], dout: &[f32], b: usize, n: usize, accumulate: bool) {
     let dbias = &mut dbias[..n];
     if !accumulate {
@@ -205,12 +205,12 @@ pub fn bias_backward(dbias: &mut [f32], dout: &[f32], b: usize, n: usize, accumu
     }
 }
 
-/// act[n] = max(act, 0), in place.
+/// `act[n]` = max(act, 0), in place.
 pub fn relu_forward(act: &mut [f32]) {
     act.iter_mut().for_each(|x| *x = x.max(0.0));
 }
 
-/// dact[n] *= (act > 0); `act` is the activation's output.
+/// `dact[n]` *= (act > 0); `act` is the activation's output.
 pub fn relu_backward(dact: &mut [f32], act: &[f32]) {
     for (d, &a) in dact.iter_mut().zip(act) {
         if a <= 0.0 {
@@ -219,24 +219,24 @@ pub fn relu_backward(dact: &mut [f32], act: &[f32]) {
     }
 }
 
-/// act[n] = 1 / (1 + e^-act), in place.
+/// `act[n]` = 1 / (1 + e^-act), in place.
 pub fn sigmoid_forward(act: &mut [f32]) {
     act.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
 }
 
-/// dact[n] *= act·(1 − act)
+/// `dact[n]` *= act·(1 − act)
 pub fn sigmoid_backward(dact: &mut [f32], act: &[f32]) {
     for (d, &a) in dact.iter_mut().zip(act) {
         *d *= a * (1.0 - a);
     }
 }
 
-/// act[n] = tanh(act), in place.
+/// `act[n]` = tanh(act), in place.
 pub fn tanh_forward(act: &mut [f32]) {
     act.iter_mut().for_each(|x| *x = x.tanh());
 }
 
-/// dact[n] *= 1 − act²
+/// `dact[n]` *= 1 − act²
 pub fn tanh_backward(dact: &mut [f32], act: &[f32]) {
     for (d, &a) in dact.iter_mut().zip(act) {
         *d *= 1.0 - a * a;
@@ -259,7 +259,7 @@ pub fn activation_backward(kind: Activation, dact: &mut [f32], act: &[f32]) {
     }
 }
 
-/// losses[B] = −log softmax(logits)[label]; probs[B, C] = softmax(logits).
+/// `losses[B]` = −log softmax(logits)`[label]`; `probs[B, C]` = softmax(logits).
 pub fn softmax_xent_forward(
     losses: &mut [f32],
     probs: &mut [f32],
@@ -300,7 +300,7 @@ pub fn softmax_xent_backward(
     }
 }
 
-/// losses[B] = mean_j (logits[b, j] − onehot(label)_j)²
+/// `losses[B]` = mean_j (`logits[b, j]` − onehot(label)_j)²
 pub fn mse_forward(losses: &mut [f32], logits: &[f32], labels: &[u32], b: usize, c: usize) {
     for i in 0..b {
         let mut s = 0.0f32;
@@ -414,7 +414,7 @@ pub fn dropout_backward(
     }
 }
 
-/// x[B, 784] = images[order[start + b]] / 255; y[B] = labels[order[start + b]].
+/// `x[B, 784]` = `images[order[start + b]]` / 255; `y[B]` = `labels[order[start + b]]`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_gather(
     x: &mut [f32],
@@ -435,7 +435,7 @@ pub fn batch_gather(
     }
 }
 
-/// x[B, width] = features[order[start + b]]; y[B] = labels[order[start + b]]: the batch of a
+/// `x[B, width]` = `features[order[start + b]]`; `y[B]` = `labels[order[start + b]]`: the batch of a
 /// split of f32 features (a user's own data, already preprocessed).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_gather_features(
@@ -455,7 +455,7 @@ pub fn batch_gather_features(
     }
 }
 
-/// correct[1] += #{b : argmax(logits[b]) == label[b]} (first maximum wins on ties).
+/// `correct[1]` += #{b : argmax(`logits[b]`) == `label[b]`} (first maximum wins on ties).
 pub fn argmax_correct(correct: &mut u32, logits: &[f32], labels: &[u32], b: usize, c: usize) {
     for i in 0..b {
         let row = &logits[i * c..(i + 1) * c];
@@ -473,7 +473,7 @@ pub fn argmax_correct(correct: &mut u32, logits: &[f32], labels: &[u32], b: usiz
 
 /// The output layer's whole step, as shaders/head.wgsl's `output_layer_step` does it in one
 /// dispatch; here it is the separate twins in order. `act` [B, H] is the layer's input, `weight`
-/// [10, H] and `bias` [10] its parameters, `hidden` the activation that produced `act` (None for
+/// `[10, H]` and `bias` `[10]` its parameters, `hidden` the activation that produced `act` (None for
 /// softmax regression, where there is no dact). Writes (or with `accumulate` adds) the weight and
 /// bias gradients, writes dact [B, H] = (dlogits·W) ⊙ f'(act), and returns Σ losses.
 #[allow(clippy::too_many_arguments)]

@@ -39,15 +39,15 @@ impl DropoutCtx {
 /// Buffers for one forward/backward pass over up to `rows` samples.
 pub struct Workspace {
     pub rows: usize,
-    /// activations[l]: [rows, sizes[l]]; activations[0] is the input batch, the last the logits.
+    /// `activations[l]`: [rows, `sizes[l]`]; `activations[0]` is the input batch, the last the logits.
     pub activations: Vec<Vec<f32>>,
-    /// dactivations[l]: [rows, sizes[l]], the loss gradient w.r.t. activations[l] (l ≥ 1).
+    /// `dactivations[l]`: [rows, `sizes[l]`], the loss gradient w.r.t. `activations[l]` (l ≥ 1).
     pub dactivations: Vec<Vec<f32>>,
     /// probs: [rows, classes], softmax of the logits (cross-entropy only).
     pub probs: Vec<f32>,
-    /// losses: [rows], per-sample loss.
+    /// losses: `[rows]`, per-sample loss.
     pub losses: Vec<f32>,
-    /// labels: [rows]
+    /// labels: `[rows]`
     pub labels: Vec<u32>,
 }
 
@@ -234,7 +234,7 @@ pub fn backward_with(
     }
 }
 
-/// Mean loss and its gradient for one batch (x: [B, inputs], labels: [B]); used by the gradient checks.
+/// Mean loss and its gradient for one batch (x: `[B, inputs]`, labels: `[B]`); used by the gradient checks.
 pub fn loss_and_grads(
     spec: &ModelSpec,
     params: &[f32],

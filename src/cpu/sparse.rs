@@ -126,7 +126,7 @@ impl BatchColumns {
         }
     }
 
-    /// The non-zeros of `samples` [B] (B at most the rows given to `new`), by input.
+    /// The non-zeros of `samples` `[B]` (B at most the rows given to `new`), by input.
     pub fn fill(&mut self, x: &SparseRows, samples: &[u32]) {
         self.start.fill(0);
         for &s in samples {
@@ -157,7 +157,7 @@ impl BatchColumns {
     }
 }
 
-/// out[B, N] = X[B, K] · wt[K, N] + bias[N], where X's rows are the samples `samples` [B] of `x`.
+/// `out[B, N]` = `X[B, K]` · `wt[K, N]` + `bias[N]`, where X's rows are the samples `samples` `[B]` of `x`.
 pub fn sparse_matmul_forward(
     out: &mut [f32],
     x: &SparseRows,
@@ -361,7 +361,7 @@ fn columns_body(
 }
 }
 
-/// y[B] = labels[samples[b]]: the labels of a batch whose inputs stay in a [`SparseRows`].
+/// `y[B]` = `labels[samples[b]]`: the labels of a batch whose inputs stay in a [`SparseRows`].
 pub fn gather_labels(y: &mut [u32], labels: &[u8], samples: &[u32]) {
     for (dst, &s) in y.iter_mut().zip(samples) {
         *dst = labels[s as usize] as u32;

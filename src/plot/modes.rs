@@ -46,7 +46,7 @@ pub fn window_means(points: &[StepPoint], w: usize) -> Vec<StepPoint> {
 }
 
 /// Means over windows that grow geometrically with the update count, so a log-scaled axis shows
-/// every mode from its first update with at most about [`MAX_POINTS`] points.
+/// every mode from its first update with at most about `MAX_POINTS` (400) points.
 pub fn log_bin_means(points: &[StepPoint]) -> Vec<StepPoint> {
     let n = points.len();
     if n <= MAX_POINTS {
@@ -64,7 +64,7 @@ pub fn log_bin_means(points: &[StepPoint]) -> Vec<StepPoint> {
     out
 }
 
-/// The window that keeps a curve of `n` points under [`MAX_POINTS`].
+/// The window that keeps a curve of `n` points under `MAX_POINTS`.
 pub fn window_for(n: usize) -> usize {
     n.div_ceil(MAX_POINTS).max(1)
 }

@@ -25,7 +25,7 @@ pub struct SweepFigure {
     /// Rows: the second swept flag (one row "" when only one is swept).
     pub y_name: String,
     pub y_values: Vec<String>,
-    /// cells[row][col].
+    /// `cells[row][col]`.
     pub cells: Vec<Vec<CellView>>,
 }
 

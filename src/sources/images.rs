@@ -1,4 +1,4 @@
-//! `--data images:DIR`: DIR/<class>/*.{png,jpg,jpeg,bmp}, as torchvision's ImageFolder: class
+//! `--data images:DIR`: DIR/`<class>`/*.{png,jpg,jpeg,bmp}, as torchvision's ImageFolder: class
 //! names from the folder names (sorted), every image converted to grayscale or RGB
 //! (`--channels`) and resized to one size (`--image-size`, default the first image's), decoded
 //! in parallel. Samples are stored channel-major, [channels, height, width], as bytes.

@@ -2,7 +2,7 @@
 //! `images:DIR`), the train/test split, and the preprocessing fitted on the training split and
 //! saved in the checkpoint so `eval`, `predict` and `prune` apply exactly the same.
 //!
-//! Each loader (csv.rs, idx.rs, images.rs) turns its files into a [`Raw`] table; [`prepare`]
+//! Each loader (csv.rs, idx.rs, images.rs) turns its files into a [`Raw`] table; [`load`]
 //! splits, fits and applies the preprocessing, and returns the two [`Dataset`]s.
 
 pub mod csv;
@@ -30,7 +30,7 @@ pub enum Source {
         labels: PathBuf,
         test: Option<(PathBuf, PathBuf)>,
     },
-    /// DIR/<class>/*.{png,jpg,bmp}.
+    /// DIR/`<class>`/*.{png,jpg,bmp}.
     Images(PathBuf),
 }
 
@@ -178,10 +178,10 @@ impl Default for ReadOptions {
 pub struct Raw {
     /// x: [n, width] f32 (NaN where a value is missing and `--missing mean`).
     pub x: Vec<f32>,
-    /// labels: [n] class indices into `class_names`.
+    /// labels: `[n]` class indices into `class_names`.
     pub labels: Vec<u8>,
     pub width: usize,
-    /// [width] for tables, [channels, height, width] for images.
+    /// `[width]` for tables, `[channels, height, width]` for images.
     pub shape: Vec<usize>,
     pub class_names: Vec<String>,
     /// The feature columns' names (tables), in order.
@@ -346,13 +346,13 @@ pub struct Preprocess {
     /// `--data` as given.
     pub source: String,
     pub normalize: Normalize,
-    /// [width] each; empty for `none`.
+    /// `[width]` each; empty for `none`.
     pub shift: Vec<f32>,
     pub mult: Vec<f32>,
-    /// [width] fill values for missing features (`--missing mean`); empty otherwise.
+    /// `[width]` fill values for missing features (`--missing mean`); empty otherwise.
     pub fill: Vec<f32>,
     pub class_names: Vec<String>,
-    /// [features] or [channels, height, width].
+    /// `[features]` or `[channels, height, width]`.
     pub input_shape: Vec<usize>,
     /// The feature columns of a table, in order, and the label column's name.
     pub columns: Vec<String>,
@@ -475,7 +475,7 @@ impl Preprocess {
 
 /// The test rows of a stratified split: per class, `round(count · fraction)` of its samples
 /// chosen by the seed, so every class keeps its proportion to within one sample. Returns a
-/// [n] mask, true for test. Fails when a class would get no test samples or no training ones.
+/// `[n]` mask, true for test. Fails when a class would get no test samples or no training ones.
 pub fn stratified_split(
     labels: &[u8],
     names: &[String],

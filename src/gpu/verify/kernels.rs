@@ -159,7 +159,7 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
     (33, 17, 70),
 ];
 
-/// matmul_forward: out[B,N] = inp[B,K]·W[N,K]ᵀ + bias, with W and bias at offsets in one buffer.
+/// matmul_forward: `out[B,N]` = `inp[B,K]`·`W[N,K]`ᵀ + bias, with W and bias at offsets in one buffer.
 pub fn check_matmul_forward(
     gpu: &Gpu,
     shape: (usize, usize, usize),
@@ -243,7 +243,7 @@ fn matmul_forward_case(
     ))
 }
 
-/// matmul_backward_input: dinp[B,K] = dout[B,N]·W[N,K].
+/// matmul_backward_input: `dinp[B,K]` = `dout[B,N]`·`W[N,K]`.
 pub fn check_matmul_backward_input(
     gpu: &Gpu,
     shape: (usize, usize, usize),
@@ -323,7 +323,7 @@ fn matmul_backward_input_case(
     ))
 }
 
-/// matmul_backward_weight: dW[N,K] (+)= dout[B,N]ᵀ·inp[B,K], into a grads buffer at an offset.
+/// matmul_backward_weight: `dW[N,K]` (+)= `dout[B,N]`ᵀ·`inp[B,K]`, into a grads buffer at an offset.
 pub fn check_matmul_backward_weight(
     gpu: &Gpu,
     shape: (usize, usize, usize),
@@ -399,7 +399,7 @@ fn matmul_backward_weight_case(
     ))
 }
 
-/// bias_backward: dbias[N] (+)= Σ_b dout[b, N].
+/// bias_backward: `dbias[N]` (+)= Σ_b `dout[b, N]`.
 pub fn check_bias_backward(
     gpu: &Gpu,
     b: usize,
@@ -631,7 +631,7 @@ fn loss_forward_case(
     Ok(compare(&name, format!("B={b}"), &got.0, &want, 1e-5, 1e-5))
 }
 
-/// loss_reduce: sums[slot] (+)= Σ losses, with the slot taken from the step counter, which
+/// loss_reduce: `sums[slot]` (+)= Σ losses, with the slot taken from the step counter, which
 /// advances.
 pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) -> Result<CheckRow> {
     let losses = rand_vec(rows, seed, 13, 0.0, 3.0);
@@ -1231,7 +1231,7 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
 
 /// output_layer_step: the output layer's forward and backward passes and the loss sum in one
 /// dispatch, against the CPU's twins run in order. Compares [grads.weight, grads.bias (with the
-/// two padding floats after it, which must keep their values), dact, step_losses[slot], state].
+/// two padding floats after it, which must keep their values), dact, `step_losses[slot]`, state].
 pub fn check_output_layer_step(
     gpu: &Gpu,
     b: usize,
