@@ -55,7 +55,7 @@ pub mod error;
 #[cfg(feature = "native")]
 pub mod explain;
 pub mod files;
-#[cfg(feature = "native")]
+#[cfg(feature = "gpu")]
 pub mod gpu;
 #[cfg(feature = "native")]
 pub mod landscape;

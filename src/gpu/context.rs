@@ -69,16 +69,40 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
+/// Waits for a wgpu future natively. On the web a wait would freeze the page (the browser runs
+/// the callbacks only between tasks), so there a future that is not ready at once is an error
+/// naming the async method to use instead.
+#[cfg(feature = "native")]
+pub(crate) fn block_on<F: std::future::Future>(f: F, _what: &str) -> Result<F::Output> {
+    Ok(pollster::block_on(f))
+}
+
+#[cfg(not(feature = "native"))]
+pub(crate) fn block_on<F: std::future::Future>(f: F, what: &str) -> Result<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => Err(Error::Gpu(format!(
+            "{what} would block the browser: use the async form"
+        ))),
+    }
+}
+
 impl GpuContext {
     /// The best adapter matching the options ($WGPU_BACKEND picks backends), with a device that
-    /// has the limits descent needs.
+    /// has the limits descent needs (natively: `new_async` waited on).
     pub fn new(opts: &GpuOptions) -> Result<Self> {
+        block_on(Self::new_async(opts), "GpuContext::new")?
+    }
+
+    /// `new` without blocking: on the web, the browser's adapter (navigator.gpu) and device.
+    pub async fn new_async(opts: &GpuOptions) -> Result<Self> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         if opts.validation {
             desc.flags |= wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG;
         }
         let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         let wanted = opts
             .adapter
             .clone()
@@ -174,16 +198,18 @@ impl GpuContext {
             && info.subgroup_min_size == info.subgroup_max_size
             && crate::gpu::kernels::LANE_WIDTHS.contains(&info.subgroup_max_size))
         .then_some(info.subgroup_max_size);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("descent"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::AdapterLimits {
-            adapter: name.clone(),
-            msg: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("descent"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::AdapterLimits {
+                adapter: name.clone(),
+                msg: e.to_string(),
+            })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -228,16 +254,26 @@ impl GpuContext {
     }
 
     /// Runs `f` inside a validation error scope and turns a captured error into `Error::Gpu`.
+    #[cfg(feature = "native")]
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
-        match pollster::block_on(scope.pop()) {
+        match block_on(scope.pop(), what)? {
             None => Ok(out),
             Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
         }
     }
 
-    /// Blocks until all submitted work is done.
+    /// On the web a scope's verdict arrives only after the browser's next task, and waiting
+    /// for it would freeze the page: errors reach the uncaptured-error log instead, which
+    /// check_errors reads at every readback.
+    #[cfg(not(feature = "native"))]
+    pub fn scoped<T>(&self, _what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        Ok(f())
+    }
+
+    /// Blocks until all submitted work is done (on the web it returns at once: the browser
+    /// polls the device itself, and readbacks await their mapping).
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -247,6 +283,12 @@ impl GpuContext {
 
     /// Copies `size` bytes of `src` back to the host (one submit and wait).
     pub fn read_back(&self, src: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        block_on(self.read_back_async(src, size), "a GPU readback")?
+    }
+
+    /// `read_back` without blocking: the copy is submitted and the mapping awaited (natively
+    /// the device is polled until it is done; the browser polls by itself).
+    pub async fn read_back_async(&self, src: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -260,14 +302,16 @@ impl GpuContext {
             });
         enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
+        #[cfg(feature = "native")]
         self.wait()?;
-        rx.recv()
+        rx.await
             .map_err(|_| Error::Gpu("readback never completed".into()))?
             .map_err(|e| Error::Gpu(format!("readback: {e}")))?;
+        self.check_errors()?;
         let bytes = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("readback: {e}")))?

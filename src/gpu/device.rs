@@ -26,12 +26,18 @@ impl Gpu {
     /// Opens the adapter and compiles every kernel. `variant` None is `auto`: each model's
     /// products take the form measured fastest on this adapter (see gpu::tune).
     pub fn new(opts: &GpuOptions, variant: Option<MatmulVariant>) -> Result<Self> {
+        crate::gpu::context::block_on(Self::new_async(opts, variant), "Gpu::new")?
+    }
+
+    /// `new` without blocking (the web's way in). There `variant` should name a form: `auto`
+    /// times its candidates with blocking waits, which the browser cannot do.
+    pub async fn new_async(opts: &GpuOptions, variant: Option<MatmulVariant>) -> Result<Self> {
         if let Some(w) = opts.emulate_lanes.filter(|w| !LANE_WIDTHS.contains(w)) {
             return Err(Error::InvalidArg(format!(
                 "emulated subgroups of {w} lanes: the subgroup forms exist for {LANE_WIDTHS:?}"
             )));
         }
-        let ctx = GpuContext::new(opts)?;
+        let ctx = GpuContext::new_async(opts).await?;
         let variant = variant.unwrap_or(MatmulVariant::Auto);
         let lanes = match opts.emulate_lanes {
             Some(lanes) => Some(Lanes {
@@ -140,6 +146,12 @@ impl Gpu {
 
     pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
         let bytes = self.ctx.read_back(buf, (n.max(1) * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..n].to_vec())
+    }
+
+    /// `read_f32` without blocking.
+    pub async fn read_f32_async(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read_back_async(buf, (n.max(1) * 4) as u64).await?;
         Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..n].to_vec())
     }
 

@@ -5,7 +5,8 @@ use crate::gpu::kernels::Kernel;
 use crate::model::LayerShape;
 
 /// How the matmul forms are picked: `--kernel`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum MatmulVariant {
     /// Time the forms valid for the model's shapes on this adapter and take the fastest that
     /// matches the CPU (cached per adapter, driver and shape).

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,10 @@ struct Identity {
 /// Where the cache lives: the option, $DESCENT_CACHE_DIR, $XDG_CACHE_HOME/descent,
 /// ~/.cache/descent; None when disabled (the option or $DESCENT_NO_TUNE_CACHE) or unknown.
 pub fn cache_dir(opts: &GpuOptions) -> Option<PathBuf> {
+    // No files on the web: the choices live in memory for the page's device.
+    if cfg!(not(feature = "native")) {
+        return None;
+    }
     let set = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     let off = set("DESCENT_NO_TUNE_CACHE").is_some_and(|v| v != "0");
     if opts.no_tune_cache || off {
@@ -301,6 +305,7 @@ fn load(path: &Path, notes: &mut Vec<String>) -> Vec<CacheEntry> {
 /// Adds `new` to the file, keeping other adapters' entries, dropping this adapter's stale ones
 /// (another matmul family), and keeping an entry another process wrote meanwhile for the same
 /// key (the first measurement stays, so runs that share a cache run the same forms).
+#[cfg(feature = "native")]
 fn save(path: &Path, id: &Identity, new: Vec<CacheEntry>) -> Result<()> {
     let mut ignored = Vec::new();
     let mut entries: Vec<CacheEntry> = load(path, &mut ignored)
@@ -327,6 +332,12 @@ fn save(path: &Path, id: &Identity, new: Vec<CacheEntry>) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
     }
     crate::write_atomic(path, json.as_bytes())
+}
+
+/// Without files (the web) there is no cache to save to: cache_dir() is None there.
+#[cfg(not(feature = "native"))]
+fn save(_: &Path, _: &Identity, _: Vec<CacheEntry>) -> Result<()> {
+    Ok(())
 }
 
 /// One product the step runs, as the tuner sees it.

@@ -5,7 +5,8 @@
 //!
 //! Each exported item is a thin wrapper over a plain Rust function returning
 //! [`descent::Result`], so the same code is tested natively (`cargo test -p descent-web`).
-//! Training runs on the CPU path, on one thread; the GPU path (WebGPU) is not wired in yet.
+//! Training runs on the CPU path, on one thread; the GPU path opens the browser's WebGPU adapter
+//! ([`open_gpu`]) but does not train on it yet.
 
 use std::path::Path;
 
@@ -20,6 +21,31 @@ use wasm_bindgen::prelude::*;
 
 fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// Opens the browser's WebGPU adapter with descent's GPU path, compiling every WGSL kernel the
+/// CLI runs (the tiled forms: the tuner's timing needs blocking waits), and reads a buffer back
+/// through the async readback; says which adapter, or fails with the reason. Training does not
+/// use this device yet: the page's Session still runs on the CPU path.
+#[wasm_bindgen(js_name = openGpu)]
+pub async fn open_gpu() -> std::result::Result<String, JsError> {
+    open_gpu_checked().await.map_err(js)
+}
+
+pub async fn open_gpu_checked() -> Result<String> {
+    use descent::gpu::{Gpu, GpuOptions, MatmulVariant};
+    let gpu = Gpu::new_async(&GpuOptions::default(), Some(MatmulVariant::Tiled)).await?;
+    let probe = [1.5f32, -2.0, 3.25];
+    let buf = gpu.storage_init("probe", bytemuck::cast_slice(&probe));
+    let back = gpu.read_f32_async(&buf, probe.len()).await?;
+    if back != probe {
+        return Err(Error::Gpu(format!(
+            "readback returned {back:?}, {probe:?} was written"
+        )));
+    }
+    // The browser hides the adapter's name from wgpu (the page adds what navigator.gpu tells).
+    let info = &gpu.ctx.info;
+    Ok(format!("{:?}, {:?}", info.backend, info.device_type))
 }
 
 /// The four MNIST files the page fetches, in the order [`Mnist::new`] takes them.

@@ -1,6 +1,6 @@
 // The page: fetches MNIST, trains through the wasm module a few steps at a time (yielding to
 // the browser in between), draws the curves, classifies the drawing, saves and loads models.
-import init, { Mnist, Session, Model, mnistFiles, prepareDrawing } from './descent_web.js';
+import init, { Mnist, Session, Model, mnistFiles, prepareDrawing, openGpu } from './descent_web.js';
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $('status').textContent = text; };
@@ -19,6 +19,8 @@ const curves = { train: [], test: [], acc: [] };
 // drawing on the canvas stays smooth.
 const SLICE_MS = 40;
 
+// Opens the adapter through descent's own GPU path (every WGSL kernel compiled, a buffer read
+// back): what the page can say for sure about WebGPU here. Training still runs on the CPU.
 async function webgpuNotice() {
   let adapter = null;
   try {
@@ -26,9 +28,19 @@ async function webgpuNotice() {
   } catch (e) {
     adapter = null;
   }
-  $('notice').textContent = adapter
-    ? 'WebGPU is available, but this build does not use it yet: training runs on the CPU path (WebAssembly, one thread).'
-    : 'WebGPU is not available in this browser: training runs on the CPU path (WebAssembly, one thread), slower but the same maths.';
+  if (!adapter) {
+    $('notice').textContent = 'WebGPU is not available in this browser: training runs on the CPU path (WebAssembly, one thread), slower but the same maths.';
+    return;
+  }
+  $('notice').textContent = 'WebGPU adapter found: compiling descent\'s kernels on it…';
+  try {
+    const kind = await openGpu();
+    const i = adapter.info || {};
+    const name = [i.vendor, i.architecture, i.description].filter((s) => s).join(' ') || 'unnamed';
+    $('notice').textContent = `WebGPU adapter ${name} (${kind}): descent's WGSL kernels compile and read back on it, but training does not use it yet: it runs on the CPU path (WebAssembly, one thread).`;
+  } catch (e) {
+    $('notice').textContent = `WebGPU is present but descent's GPU path could not open it (${e.message || e}): training runs on the CPU path (WebAssembly, one thread).`;
+  }
 }
 
 async function fetchFile(name) {
@@ -385,7 +397,6 @@ $('load').addEventListener('change', (e) => { if (e.target.files[0]) loadCheckpo
 async function main() {
   clearCanvas();
   drawCharts();
-  webgpuNotice();
   try {
     await init();
   } catch (e) {
@@ -393,6 +404,9 @@ async function main() {
     showError(`could not load the WebAssembly module (descent_web_bg.wasm): ${e.message || e}`);
     return;
   }
+  // Not awaited: compiling the kernels on a software adapter takes a while, and the data and
+  // the CPU training need none of it.
+  webgpuNotice();
   try {
     await loadData();
     $('train').disabled = false;

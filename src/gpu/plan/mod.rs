@@ -92,7 +92,7 @@ impl Plan {
             });
             self.encode_repeated(kernels, &mut pass, i, reps)?;
         }
-        let t0 = std::time::Instant::now();
+        let t0 = web_time::Instant::now();
         ctx.queue.submit([enc.finish()]);
         ctx.wait()?;
         Ok(t0.elapsed().as_secs_f64() / reps.max(1) as f64)
