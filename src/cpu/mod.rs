@@ -639,7 +639,9 @@ impl Backend for CpuBackend {
             Some(f) => format!(", sparse input: {:.0}% non-zero", 100.0 * f.x.density()),
             None => String::new(),
         };
-        format!("cpu ({} threads{input})", self.workers.len())
+        let n = self.workers.len();
+        let s = if n == 1 { "" } else { "s" };
+        format!("cpu ({n} thread{s}{input})")
     }
 
     fn begin_epoch(
