@@ -1,6 +1,8 @@
 //! The interface the training loop drives. The CPU and GPU paths are two implementations of it;
 //! the loop knows neither which device nor which optimizer it drives.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::data::Dataset;
@@ -54,6 +56,22 @@ pub struct Setup {
     pub seed: u32,
 }
 
+/// What [`Backend::prefetch`] reads ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The epoch's per-step loss sums ([`Backend::step_loss_sums`]).
+    StepLosses,
+    /// What the end of an epoch reads: the step losses, the test evaluation and, with `val`,
+    /// the validation evaluation and the parameters (kept when the epoch is the best).
+    EpochEnd { val: bool },
+    /// The parameters ([`Backend::params`]).
+    Params,
+}
+
+/// A backend's unfinished work, awaited by the caller. Not `Send`: the browser's GPU handles
+/// are not.
+pub type Pending<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
 pub trait Backend {
     /// A one-line description of where the maths runs, as printed and recorded in `--metrics`.
     fn device(&self) -> String;
@@ -82,4 +100,11 @@ pub trait Backend {
     /// 1). It multiplies the parameters and the optimizer state now and after every update
     /// from here on; `None` lifts it. See [`crate::prune`].
     fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()>;
+    /// Reads `what` back without blocking, so that the synchronous calls that ask for it next
+    /// return at once. A browser can't block on a GPU readback, so there this comes first; a
+    /// backend whose reads never wait (the CPU) has nothing to do. What was read ahead holds
+    /// until the next step or parameter change.
+    fn prefetch(&mut self, _what: Prefetch) -> Pending<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::analysis;
-use crate::backend::{Backend, EvalStats, Setup, Split};
+use crate::backend::{Backend, EvalStats, Prefetch, Setup, Split};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, DatasetKind};
 use crate::error::{Error, Result};
@@ -68,8 +68,9 @@ impl Default for TrainerOptions {
 pub enum Device {
     /// The CPU path: data-parallel on rayon's threads natively, one thread in a browser.
     Cpu,
-    /// The GPU path on an opened adapter ([`Device::gpu`]).
-    #[cfg(feature = "native")]
+    /// The GPU path on an opened adapter ([`Device::gpu`]; on the web,
+    /// [`crate::gpu::Gpu::new_async`]).
+    #[cfg(feature = "gpu")]
     Gpu(Arc<crate::gpu::Gpu>),
 }
 
@@ -203,7 +204,7 @@ impl Trainer {
         };
         let backend: Box<dyn Backend> = match device {
             Device::Cpu => Box::new(CpuBackend::new(setup)),
-            #[cfg(feature = "native")]
+            #[cfg(feature = "gpu")]
             Device::Gpu(gpu) => Box::new(crate::gpu::GpuBackend::new(gpu, &setup)?),
         };
         let cfg = TrainConfig::new(
@@ -289,17 +290,38 @@ impl Trainer {
 
     /// Runs at most `max_steps` steps (at least one when any remain), never past the end of an
     /// epoch; at an epoch's end evaluates it and returns its record. Call it until
-    /// [`Progress::Finished`]; between calls the caller is free (to draw, to yield).
+    /// [`Progress::Finished`]; between calls the caller is free (to draw, to yield). In a
+    /// browser on the GPU, use [`Trainer::steps_async`].
     pub fn steps(&mut self, max_steps: usize) -> Result<Progress> {
+        match self.run_steps(max_steps)? {
+            Some(p) => Ok(p),
+            None => self.close_epoch(),
+        }
+    }
+
+    /// [`Trainer::steps`] without blocking: at an epoch's end the backend's readbacks are
+    /// awaited ([`Backend::prefetch`]) before the evaluation reads them.
+    pub async fn steps_async(&mut self, max_steps: usize) -> Result<Progress> {
+        if let Some(p) = self.run_steps(max_steps)? {
+            return Ok(p);
+        }
+        let val = self.cfg.val;
+        self.backend.prefetch(Prefetch::EpochEnd { val }).await?;
+        self.close_epoch()
+    }
+
+    /// Runs the steps of [`Trainer::steps`]; `None` when the epoch in progress has run its last
+    /// step and waits to be closed.
+    fn run_steps(&mut self, max_steps: usize) -> Result<Option<Progress>> {
         if let Some(outcome) = &self.outcome {
-            return Ok(Progress::Finished(outcome.clone()));
+            return Ok(Some(Progress::Finished(outcome.clone())));
         }
         let mut epoch = match self.epoch.take() {
             Some(e) => e,
             None if self.next_epoch > self.cfg.epochs => {
                 let outcome = self.run.finish(self.backend.as_mut())?;
                 self.outcome = Some(outcome.clone());
-                return Ok(Progress::Finished(outcome));
+                return Ok(Some(Progress::Finished(outcome)));
             }
             None => self.run.begin_epoch(
                 self.backend.as_mut(),
@@ -315,15 +337,22 @@ impl Trainer {
             }
             epoch.step(self.backend.as_mut(), self.cfg.batch, self.n_train)?;
         }
-        if !epoch.done() {
-            let p = Progress::Stepped {
-                epoch: epoch.number,
-                step: epoch.next,
-                steps: epoch.steps,
-            };
-            self.epoch = Some(epoch);
-            return Ok(p);
-        }
+        let p = Progress::Stepped {
+            epoch: epoch.number,
+            step: epoch.next,
+            steps: epoch.steps,
+        };
+        let done = epoch.done();
+        self.epoch = Some(epoch);
+        Ok((!done).then_some(p))
+    }
+
+    /// Evaluates the finished epoch in progress and records it.
+    fn close_epoch(&mut self) -> Result<Progress> {
+        let epoch = self
+            .epoch
+            .take()
+            .ok_or_else(|| Error::InvalidArg("no epoch to close".into()))?;
         let (record, _) =
             self.run
                 .end_epoch(self.backend.as_mut(), &self.cfg, self.n_train, epoch)?;
@@ -341,6 +370,18 @@ impl Trainer {
     /// measured before its update), for a live curve; `None` between epochs. On the GPU this
     /// waits for the queued steps and reads their losses back.
     pub fn recent_loss(&mut self, n: usize) -> Result<Option<f64>> {
+        self.recent_loss_from_sums(n)
+    }
+
+    /// [`Trainer::recent_loss`] without blocking on the GPU's readback.
+    pub async fn recent_loss_async(&mut self, n: usize) -> Result<Option<f64>> {
+        if self.epoch.is_some() {
+            self.backend.prefetch(Prefetch::StepLosses).await?;
+        }
+        self.recent_loss_from_sums(n)
+    }
+
+    fn recent_loss_from_sums(&mut self, n: usize) -> Result<Option<f64>> {
         let Some(epoch) = &self.epoch else {
             return Ok(None);
         };
@@ -363,6 +404,12 @@ impl Trainer {
 
     /// The current weights, flat, in [`ModelSpec::layers`] layout.
     pub fn params(&mut self) -> Result<Vec<f32>> {
+        self.backend.params()
+    }
+
+    /// [`Trainer::params`] without blocking on the GPU's readback.
+    pub async fn params_async(&mut self) -> Result<Vec<f32>> {
+        self.backend.prefetch(Prefetch::Params).await?;
         self.backend.params()
     }
 

@@ -123,7 +123,7 @@ fn matmul_cases(
 fn matmul_forward_matches_cpu() {
     both_variants(|g| {
         matmul_cases(g, 0, |g, s, v, seed| {
-            verify::check_matmul_forward(g, s, v, seed).unwrap()
+            verify::wait(verify::check_matmul_forward(g, s, v, seed)).unwrap()
         })
     });
 }
@@ -132,7 +132,7 @@ fn matmul_forward_matches_cpu() {
 fn matmul_backward_input_matches_cpu() {
     both_variants(|g| {
         matmul_cases(g, 1, |g, s, v, seed| {
-            verify::check_matmul_backward_input(g, s, v, seed).unwrap()
+            verify::wait(verify::check_matmul_backward_input(g, s, v, seed)).unwrap()
         })
     });
 }
@@ -141,10 +141,10 @@ fn matmul_backward_input_matches_cpu() {
 fn matmul_backward_weight_matches_cpu_overwriting_and_accumulating() {
     both_variants(|g| {
         let mut rows = matmul_cases(g, 2, |g, s, v, seed| {
-            verify::check_matmul_backward_weight(g, s, false, v, seed).unwrap()
+            verify::wait(verify::check_matmul_backward_weight(g, s, false, v, seed)).unwrap()
         });
         rows.extend(matmul_cases(g, 2, |g, s, v, seed| {
-            verify::check_matmul_backward_weight(g, s, true, v, seed).unwrap()
+            verify::wait(verify::check_matmul_backward_weight(g, s, true, v, seed)).unwrap()
         }));
         rows
     });
@@ -163,11 +163,17 @@ fn fused_matmul_epilogues_match_cpu() {
             for &s in &[(1, 784, 128), (7, 13, 10), (12, 64, 36), (100, 300, 33)] {
                 let [ff, fi, _] = verify::forms(g, s);
                 for form in ff {
-                    rows.push(verify::check_matmul_forward_fused(g, s, a, form, i as u32).unwrap());
+                    rows.push(
+                        verify::wait(verify::check_matmul_forward_fused(g, s, a, form, i as u32))
+                            .unwrap(),
+                    );
                 }
                 for form in fi {
                     rows.push(
-                        verify::check_matmul_backward_input_fused(g, s, a, form, i as u32).unwrap(),
+                        verify::wait(verify::check_matmul_backward_input_fused(
+                            g, s, a, form, i as u32,
+                        ))
+                        .unwrap(),
                     );
                 }
             }
@@ -182,10 +188,16 @@ fn fused_matmul_epilogues_match_cpu() {
 fn fused_bias_gradient_matches_cpu() {
     both_variants(|g| {
         let mut rows = matmul_cases(g, 2, |g, s, v, seed| {
-            verify::check_matmul_backward_weight_bias(g, s, false, v, seed).unwrap()
+            verify::wait(verify::check_matmul_backward_weight_bias(
+                g, s, false, v, seed,
+            ))
+            .unwrap()
         });
         rows.extend(matmul_cases(g, 2, |g, s, v, seed| {
-            verify::check_matmul_backward_weight_bias(g, s, true, v, seed).unwrap()
+            verify::wait(verify::check_matmul_backward_weight_bias(
+                g, s, true, v, seed,
+            ))
+            .unwrap()
         }));
         rows
     });
@@ -201,7 +213,7 @@ fn bias_backward_matches_cpu() {
         .enumerate()
     {
         for acc in [false, true] {
-            rows.push(verify::check_bias_backward(&g, b, n, acc, i as u32).unwrap());
+            rows.push(verify::wait(verify::check_bias_backward(&g, b, n, acc, i as u32)).unwrap());
         }
     }
     assert_rows(&rows);
@@ -213,7 +225,7 @@ fn activation_case(a: Activation, backward: bool) {
     let rows: Vec<CheckRow> = [1, 255, 257, 70_001]
         .into_iter()
         .enumerate()
-        .map(|(i, n)| verify::check_activation(&g, a, backward, n, i as u32).unwrap())
+        .map(|(i, n)| verify::wait(verify::check_activation(&g, a, backward, n, i as u32)).unwrap())
         .collect();
     assert_rows(&rows);
 }
@@ -249,7 +261,7 @@ fn loss_case(loss: Loss, backward: bool) {
     let rows: Vec<CheckRow> = [1, 7, 100, 1000]
         .into_iter()
         .enumerate()
-        .map(|(i, b)| verify::check_loss(&g, loss, backward, b, i as u32).unwrap())
+        .map(|(i, b)| verify::wait(verify::check_loss(&g, loss, backward, b, i as u32)).unwrap())
         .collect();
     assert_rows(&rows);
 }
@@ -262,7 +274,7 @@ fn fused_loss_gradient_matches_cpu() {
     let mut rows = Vec::new();
     for loss in [Loss::Xent, Loss::Mse] {
         for (i, b) in [1, 7, 100, 1000].into_iter().enumerate() {
-            rows.push(verify::check_loss_fused(&g, loss, b, i as u32).unwrap());
+            rows.push(verify::wait(verify::check_loss_fused(&g, loss, b, i as u32)).unwrap());
         }
     }
     assert_rows(&rows);
@@ -292,7 +304,7 @@ fn loss_reduce_matches_cpu_and_advances_the_step() {
     let rows: Vec<CheckRow> = [(1, false), (7, true), (1000, false), (8192, true)]
         .into_iter()
         .enumerate()
-        .map(|(i, (r, acc))| verify::check_loss_reduce(&g, r, acc, i as u32).unwrap())
+        .map(|(i, (r, acc))| verify::wait(verify::check_loss_reduce(&g, r, acc, i as u32)).unwrap())
         .collect();
     assert_rows(&rows);
 }
@@ -304,7 +316,7 @@ fn argmax_correct_matches_cpu() {
     let rows: Vec<CheckRow> = [1, 7, 100, 2000]
         .into_iter()
         .enumerate()
-        .map(|(i, b)| verify::check_argmax_correct(&g, b, i as u32).unwrap())
+        .map(|(i, b)| verify::wait(verify::check_argmax_correct(&g, b, i as u32)).unwrap())
         .collect();
     assert_rows(&rows);
 }
@@ -316,7 +328,7 @@ fn batch_gather_matches_cpu() {
     let rows: Vec<CheckRow> = [1, 7, 100]
         .into_iter()
         .enumerate()
-        .map(|(i, b)| verify::check_batch_gather(&g, b, i as u32).unwrap())
+        .map(|(i, b)| verify::wait(verify::check_batch_gather(&g, b, i as u32)).unwrap())
         .collect();
     assert_rows(&rows);
 }
@@ -336,7 +348,9 @@ fn optimizer_updates_match_cpu() {
             OptimizerKind::Adamw,
         ] {
             let wd = if i % 2 == 1 { 0.01 } else { 0.0 };
-            rows.push(verify::check_optimizer_update(&g, kind, wd, n, i as u32).unwrap());
+            rows.push(
+                verify::wait(verify::check_optimizer_update(&g, kind, wd, n, i as u32)).unwrap(),
+            );
         }
     }
     assert_rows(&rows);
@@ -353,9 +367,11 @@ fn dropout_matches_cpu() {
         .into_iter()
         .enumerate()
     {
-        rows.push(verify::check_dropout(&g, None, r, w, row0, i as u32).unwrap());
+        rows.push(verify::wait(verify::check_dropout(&g, None, r, w, row0, i as u32)).unwrap());
         for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
-            rows.push(verify::check_dropout(&g, Some(a), r, w, row0, i as u32).unwrap());
+            rows.push(
+                verify::wait(verify::check_dropout(&g, Some(a), r, w, row0, i as u32)).unwrap(),
+            );
         }
     }
     // About p of the units are dropped, and not the same ones at another step.
@@ -383,7 +399,10 @@ fn output_layer_step_matches_cpu() {
         .iter()
         .enumerate()
         .map(|(i, &(b, h, loss, hidden, acc))| {
-            verify::check_output_layer_step(&g, b, h, loss, hidden, acc, i as u32).unwrap()
+            verify::wait(verify::check_output_layer_step(
+                &g, b, h, loss, hidden, acc, i as u32,
+            ))
+            .unwrap()
         })
         .collect();
     assert_rows(&rows);
@@ -400,12 +419,20 @@ fn packed_input_matmuls_and_gather_match_cpu() {
     for (i, &(b, n)) in verify::INPUT_SHAPES.iter().enumerate() {
         for backward in [false, true] {
             rows.push(
-                verify::check_matmul_input(&g, b, n, backward, i % 2 == 1, i as u32).unwrap(),
+                verify::wait(verify::check_matmul_input(
+                    &g,
+                    b,
+                    n,
+                    backward,
+                    i % 2 == 1,
+                    i as u32,
+                ))
+                .unwrap(),
             );
         }
     }
     for (i, b) in [1, 7, 83].into_iter().enumerate() {
-        rows.push(verify::check_batch_gather_packed(&g, b, i as u32).unwrap());
+        rows.push(verify::wait(verify::check_batch_gather_packed(&g, b, i as u32)).unwrap());
     }
     assert_rows(&rows);
 }
@@ -414,7 +441,7 @@ fn packed_input_matmuls_and_gather_match_cpu() {
 fn every_entry_point_has_a_parity_check_in_verify() {
     let _g = serial();
     let g = gpu(MatmulVariant::Blocked);
-    let rows = verify::kernel_checks(&g).unwrap();
+    let rows = verify::wait(verify::kernel_checks(&g)).unwrap();
     for k in Kernel::ALL {
         assert!(
             rows.iter().any(|r| r.kernel == k.name()),
@@ -921,7 +948,10 @@ fn batch_gather_features_matches_cpu() {
         .into_iter()
         .enumerate()
         .map(|(i, (b, w, parts))| {
-            verify::check_batch_gather_features(&g, b, w, parts, i as u32).unwrap()
+            verify::wait(verify::check_batch_gather_features(
+                &g, b, w, parts, i as u32,
+            ))
+            .unwrap()
         })
         .collect();
     assert_rows(&rows);
@@ -1012,7 +1042,9 @@ fn apply_mask_matches_cpu() {
     .into_iter()
     .enumerate()
     {
-        rows.push(verify::check_apply_mask(&g, n, states, sparsity, i as u32).unwrap());
+        rows.push(
+            verify::wait(verify::check_apply_mask(&g, n, states, sparsity, i as u32)).unwrap(),
+        );
     }
     assert_rows(&rows);
 }
@@ -1267,23 +1299,41 @@ fn subgroup_forms_for_every_lane_width_match_cpu() {
         for (i, &s) in SHAPES.iter().enumerate() {
             let [fwd, _, bwd] = verify::forms(&g, s);
             if fwd.contains(&Form::Subgroup) {
-                rows.push(verify::check_matmul_forward(&g, s, Form::Subgroup, i as u32).unwrap());
+                rows.push(
+                    verify::wait(verify::check_matmul_forward(
+                        &g,
+                        s,
+                        Form::Subgroup,
+                        i as u32,
+                    ))
+                    .unwrap(),
+                );
             }
             if bwd.contains(&Form::Subgroup) {
                 rows.push(
-                    verify::check_matmul_backward_weight_bias(
+                    verify::wait(verify::check_matmul_backward_weight_bias(
                         &g,
                         s,
                         i % 2 == 0,
                         Form::Subgroup,
                         i as u32,
-                    )
+                    ))
                     .unwrap(),
                 );
             }
         }
         for (i, &(b, n)) in verify::INPUT_SHAPES.iter().enumerate() {
-            rows.push(verify::check_matmul_input(&g, b, n, i % 2 == 1, false, i as u32).unwrap());
+            rows.push(
+                verify::wait(verify::check_matmul_input(
+                    &g,
+                    b,
+                    n,
+                    i % 2 == 1,
+                    false,
+                    i as u32,
+                ))
+                .unwrap(),
+            );
         }
         assert!(rows.len() >= 10, "{lanes} lanes: only {} cases", rows.len());
         assert_rows(&rows);

@@ -120,6 +120,49 @@ fn steps_at_a_time_train_exactly_as_whole_epochs() {
     assert!(records[1].train_loss < records[0].train_loss);
 }
 
+/// What a browser does on WebGPU, natively on lavapipe: steps queued, every readback awaited
+/// (`steps_async`, `recent_loss_async`, `params_async`), giving what the blocking calls give.
+#[test]
+fn on_the_gpu_awaited_steps_train_exactly_as_whole_epochs() {
+    let (train, test) = small_mnist(600, 300);
+    let spec = ModelSpec::new(&[16], Activation::Relu, Loss::Xent);
+    let device = descent::Device::gpu().expect("a GPU adapter (lavapipe in CI)");
+    let mut whole = Trainer::new(
+        spec.clone(),
+        train.clone(),
+        test.clone(),
+        opts(),
+        device.clone(),
+    )
+    .expect("new");
+    let records = whole.fit(&mut |_: &EpochRecord| {}).expect("fit");
+    let mut stepped = Trainer::new(spec, train, test, opts(), device).expect("new");
+    let mut stepped_records = Vec::new();
+    loop {
+        match pollster::block_on(stepped.steps_async(5)).expect("steps") {
+            Progress::Stepped { .. } => {
+                let awaited = pollster::block_on(stepped.recent_loss_async(5)).expect("loss");
+                let blocking = stepped.recent_loss(5).expect("loss");
+                assert!(awaited.is_some_and(f64::is_finite), "{awaited:?}");
+                assert_eq!(awaited, blocking);
+            }
+            Progress::Epoch(r) => stepped_records.push(r),
+            Progress::Finished(_) => break,
+        }
+    }
+    assert_eq!(stepped_records.len(), 2);
+    for (a, b) in records.iter().zip(&stepped_records) {
+        assert_eq!(
+            (a.train_loss, a.test_loss, a.test_accuracy),
+            (b.train_loss, b.test_loss, b.test_accuracy)
+        );
+    }
+    let params = pollster::block_on(stepped.params_async()).expect("params");
+    assert_eq!(params, whole.params().expect("params"));
+    assert_eq!(params, stepped.params().expect("params"));
+    assert!(records[1].test_accuracy > 0.3, "{:?}", records[1]);
+}
+
 #[test]
 fn checkpoint_bytes_round_trip_and_bad_input_is_named() {
     let (train, test) = small_mnist(200, 100);

@@ -33,7 +33,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         gpu.ctx.describe(),
         gpu.kernels.variant.name()
     );
-    let mut rows = verify::kernel_checks(&gpu)?;
+    let mut rows = verify::wait(verify::kernel_checks(&gpu))?;
     for (hidden, act, loss, batch, steps) in [
         (&[128][..], Activation::Relu, Loss::Xent, 64, 10),
         (&[33, 17][..], Activation::Tanh, Loss::Mse, 7, 10),

@@ -4,9 +4,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::backend::{Backend, EpochStats, EvalStats, Setup, Split};
+use crate::backend::{Backend, EpochStats, EvalStats, Pending, Prefetch, Setup, Split};
 use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
+use crate::gpu::context::block_on;
 use crate::gpu::plan::build::{Buffers, build_eval_plan, build_step_plan, mask_plan, packed_input};
 use crate::gpu::plan::{self, Plan};
 use crate::gpu::tune::{self, TuneReport};
@@ -192,6 +193,18 @@ pub struct GpuBackend {
     pub counters: Counters,
     /// Which matmul forms the plans run, and why.
     tuning: TuneReport,
+    /// What [`Backend::prefetch`] read ahead.
+    fetched: Fetched,
+}
+
+/// Results read back ahead of the synchronous call that returns them (see
+/// [`Backend::prefetch`]); cleared by every step and parameter change.
+#[derive(Default)]
+struct Fetched {
+    step_losses: Option<Vec<f32>>,
+    test: Option<EvalStats>,
+    val: Option<EvalStats>,
+    params: Option<Vec<f32>>,
 }
 
 /// A held-out split resident on the GPU with its evaluation plan and result buffers.
@@ -353,6 +366,7 @@ impl GpuBackend {
             epoch_samples: 0,
             counters: Counters::default(),
             tuning,
+            fetched: Fetched::default(),
         })
     }
 
@@ -403,6 +417,105 @@ impl GpuBackend {
         self.counters.readbacks += 1;
         self.gpu.read_f32(&self.grads, self.spec.num_params())
     }
+
+    /// [`Backend::step_loss_sums`], awaiting the readback instead of blocking on it.
+    pub async fn step_loss_sums_async(&mut self) -> Result<Vec<f32>> {
+        self.sync()?;
+        self.counters.readbacks += 1;
+        let all = self
+            .gpu
+            .read_f32_async(&self.step_losses, self.epoch_steps)
+            .await?;
+        Ok(all[self.first_step..].to_vec())
+    }
+
+    /// [`Backend::evaluate`], awaiting the readbacks instead of blocking on them.
+    pub async fn evaluate_async(&mut self, split: Split) -> Result<EvalStats> {
+        self.flush()?;
+        let set = match (split, &self.val_eval) {
+            (Split::Test, _) => &self.test_eval,
+            (Split::Val, Some(v)) => v,
+            (Split::Val, None) => {
+                return Err(Error::InvalidArg("no validation split (--val)".into()));
+            }
+        };
+        let mut enc = self
+            .gpu
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("evaluate"),
+            });
+        enc.clear_buffer(&set.correct, 0, None);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("evaluate"),
+                timestamp_writes: None,
+            });
+            set.plan.encode(&self.gpu.kernels, &mut pass)?;
+        }
+        self.gpu.ctx.queue.submit([enc.finish()]);
+        let chunks = set.n.div_ceil(EVAL_ROWS);
+        let sums = self.gpu.read_f32_async(&set.sums, chunks).await?;
+        let correct = self.gpu.read_u32_async(&set.correct, 1).await?[0];
+        self.counters.submits += 1;
+        self.counters.dispatches += set.plan.dispatches.len();
+        self.counters.readbacks += 2;
+        let n = set.n.max(1) as f64;
+        Ok(EvalStats {
+            loss: sums.iter().map(|&s| s as f64).sum::<f64>() / n,
+            accuracy: correct as f64 / n,
+            samples: set.n,
+        })
+    }
+
+    /// [`Backend::params`], awaiting the readback instead of blocking on it.
+    pub async fn params_async(&mut self) -> Result<Vec<f32>> {
+        self.sync()?;
+        self.counters.readbacks += 1;
+        self.gpu
+            .read_f32_async(&self.params, self.spec.num_params())
+            .await
+    }
+
+    async fn prefetch_async(&mut self, what: Prefetch) -> Result<()> {
+        match what {
+            Prefetch::StepLosses => {
+                self.fetched.step_losses = Some(self.step_loss_sums_async().await?);
+            }
+            Prefetch::Params => self.fetched.params = Some(self.params_async().await?),
+            Prefetch::EpochEnd { val } => {
+                self.fetched.step_losses = Some(self.step_loss_sums_async().await?);
+                self.fetched.test = Some(self.evaluate_async(Split::Test).await?);
+                if val {
+                    self.fetched.val = Some(self.evaluate_async(Split::Val).await?);
+                    self.fetched.params = Some(self.params_async().await?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch's statistics from its per-step loss sums.
+    fn epoch_stats(&self, losses: &[f32]) -> EpochStats {
+        let mut stats = EpochStats {
+            samples: self.epoch_samples,
+            ..Default::default()
+        };
+        for (i, &l) in losses.iter().enumerate() {
+            let step = self.first_step + i;
+            if !l.is_finite() && stats.nonfinite.is_none() {
+                let len = if (step + 1) * self.batch > self.n_train {
+                    self.n_train % self.batch
+                } else {
+                    self.batch
+                };
+                stats.nonfinite = Some((step, l / len as f32));
+            }
+            stats.loss_sum += l as f64;
+        }
+        stats
+    }
 }
 
 impl Backend for GpuBackend {
@@ -434,6 +547,7 @@ impl Backend for GpuBackend {
             0,
             bytemuck::cast_slice(&[first_step as u32, 0, 0, 0]),
         );
+        self.fetched = Fetched::default();
         self.first_step = first_step;
         self.epoch_steps = first_step;
         self.epoch_samples = 0;
@@ -461,6 +575,7 @@ impl Backend for GpuBackend {
                 }
             }
         };
+        self.fetched = Fetched::default();
         let enc = self.encoder.get_or_insert_with(|| {
             self.gpu
                 .ctx
@@ -496,81 +611,39 @@ impl Backend for GpuBackend {
     }
 
     fn step_loss_sums(&mut self) -> Result<Vec<f32>> {
-        self.sync()?;
-        self.counters.readbacks += 1;
-        let all = self.gpu.read_f32(&self.step_losses, self.epoch_steps)?;
-        Ok(all[self.first_step..].to_vec())
+        match &self.fetched.step_losses {
+            Some(v) => Ok(v.clone()),
+            None => block_on(self.step_loss_sums_async(), "step_loss_sums")?,
+        }
     }
 
     fn end_epoch(&mut self) -> Result<EpochStats> {
         let losses = self.step_loss_sums()?;
-        let mut stats = EpochStats {
-            samples: self.epoch_samples,
-            ..Default::default()
-        };
-        for (i, &l) in losses.iter().enumerate() {
-            let step = self.first_step + i;
-            if !l.is_finite() && stats.nonfinite.is_none() {
-                let len = if (step + 1) * self.batch > self.n_train {
-                    self.n_train % self.batch
-                } else {
-                    self.batch
-                };
-                stats.nonfinite = Some((step, l / len as f32));
-            }
-            stats.loss_sum += l as f64;
-        }
-        Ok(stats)
+        Ok(self.epoch_stats(&losses))
     }
 
     fn evaluate(&mut self, split: Split) -> Result<EvalStats> {
-        self.flush()?;
-        let set = match (split, &self.val_eval) {
-            (Split::Test, _) => &self.test_eval,
-            (Split::Val, Some(v)) => v,
-            (Split::Val, None) => {
-                return Err(Error::InvalidArg("no validation split (--val)".into()));
-            }
+        let fetched = match split {
+            Split::Test => self.fetched.test,
+            Split::Val => self.fetched.val,
         };
-        let mut enc = self
-            .gpu
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("evaluate"),
-            });
-        enc.clear_buffer(&set.correct, 0, None);
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("evaluate"),
-                timestamp_writes: None,
-            });
-            set.plan.encode(&self.gpu.kernels, &mut pass)?;
+        match fetched {
+            Some(e) => Ok(e),
+            None => block_on(self.evaluate_async(split), "evaluate")?,
         }
-        self.gpu.ctx.queue.submit([enc.finish()]);
-        self.counters.submits += 1;
-        self.counters.dispatches += set.plan.dispatches.len();
-        let chunks = set.n.div_ceil(EVAL_ROWS);
-        let sums = self.gpu.read_f32(&set.sums, chunks)?;
-        let correct = self.gpu.read_u32(&set.correct, 1)?[0];
-        self.counters.readbacks += 2;
-        let n = set.n.max(1) as f64;
-        Ok(EvalStats {
-            loss: sums.iter().map(|&s| s as f64).sum::<f64>() / n,
-            accuracy: correct as f64 / n,
-            samples: set.n,
-        })
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        self.sync()?;
-        self.counters.readbacks += 1;
-        self.gpu.read_f32(&self.params, self.spec.num_params())
+        match &self.fetched.params {
+            Some(p) => Ok(p.clone()),
+            None => block_on(self.params_async(), "params")?,
+        }
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
         crate::cpu::check_len("parameters", params.len(), self.spec.num_params())?;
         self.sync()?;
+        self.fetched = Fetched::default();
         self.gpu
             .ctx
             .queue
@@ -607,6 +680,7 @@ impl Backend for GpuBackend {
 
     fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
         self.sync()?;
+        self.fetched = Fetched::default();
         self.mask_plan = match mask {
             None => None,
             Some(m) => {
@@ -634,6 +708,10 @@ impl Backend for GpuBackend {
             }
         };
         Ok(())
+    }
+
+    fn prefetch(&mut self, what: Prefetch) -> Pending<'_> {
+        Box::pin(self.prefetch_async(what))
     }
 }
 

@@ -58,14 +58,25 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 }
 
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
-    let driver = if info.driver_info.is_empty() {
-        info.driver.clone()
+    // A browser tells wgpu neither the adapter's name nor its driver.
+    let name = match (info.name.is_empty(), info.backend) {
+        (false, _) => info.name.as_str(),
+        (true, wgpu::Backend::BrowserWebGpu) => "WebGPU adapter",
+        (true, _) => "unnamed adapter",
+    };
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let driver = if driver.is_empty() {
+        String::new()
     } else {
-        format!("{} {}", info.driver, info.driver_info)
+        format!(", driver {driver}")
     };
     format!(
-        "{} ({:?}, {:?}, driver {})",
-        info.name, info.backend, info.device_type, driver
+        "{name} ({:?}, {:?}{driver})",
+        info.backend, info.device_type
     )
 }
 

@@ -145,8 +145,7 @@ impl Gpu {
     }
 
     pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read_back(buf, (n.max(1) * 4) as u64)?;
-        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..n].to_vec())
+        crate::gpu::context::block_on(self.read_f32_async(buf, n), "a GPU readback")?
     }
 
     /// `read_f32` without blocking.
@@ -156,7 +155,12 @@ impl Gpu {
     }
 
     pub fn read_u32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
-        let bytes = self.ctx.read_back(buf, (n.max(1) * 4) as u64)?;
+        crate::gpu::context::block_on(self.read_u32_async(buf, n), "a GPU readback")?
+    }
+
+    /// `read_u32` without blocking.
+    pub async fn read_u32_async(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
+        let bytes = self.ctx.read_back_async(buf, (n.max(1) * 4) as u64).await?;
         Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&bytes)[..n].to_vec())
     }
 }

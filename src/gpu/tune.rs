@@ -560,23 +560,31 @@ fn measure_all(
 fn parity(g: &Gpu, kernel: Kernel, mm: &Mm, form: Form, seed: u32) -> Result<bool> {
     let cap = |r: usize| r.min(PARITY_ROWS);
     let row = match (kernel, form) {
-        (Kernel::MatmulForward, Form::Input) => {
-            verify::check_matmul_input(g, mm.m, mm.n, false, false, seed)?
+        (Kernel::MatmulForward, Form::Input) => verify::wait(verify::check_matmul_input(
+            g, mm.m, mm.n, false, false, seed,
+        ))?,
+        (_, Form::Input) => {
+            verify::wait(verify::check_matmul_input(g, mm.k, mm.m, true, false, seed))?
         }
-        (_, Form::Input) => verify::check_matmul_input(g, mm.k, mm.m, true, false, seed)?,
-        (Kernel::MatmulForward, _) => {
-            verify::check_matmul_forward(g, (cap(mm.m), mm.k, mm.n), form, seed)?
-        }
-        (Kernel::MatmulBackwardInput, _) => {
-            verify::check_matmul_backward_input(g, (cap(mm.m), mm.n, mm.k), form, seed)?
-        }
-        _ => verify::check_matmul_backward_weight_bias(
+        (Kernel::MatmulForward, _) => verify::wait(verify::check_matmul_forward(
+            g,
+            (cap(mm.m), mm.k, mm.n),
+            form,
+            seed,
+        ))?,
+        (Kernel::MatmulBackwardInput, _) => verify::wait(verify::check_matmul_backward_input(
+            g,
+            (cap(mm.m), mm.n, mm.k),
+            form,
+            seed,
+        ))?,
+        _ => verify::wait(verify::check_matmul_backward_weight_bias(
             g,
             (cap(mm.k), mm.n, mm.m),
             false,
             form,
             seed,
-        )?,
+        ))?,
     };
     Ok(row.pass())
 }

@@ -5,17 +5,20 @@
 //!
 //! Each exported item is a thin wrapper over a plain Rust function returning
 //! [`descent::Result`], so the same code is tested natively (`cargo test -p descent-web`).
-//! Training runs on the CPU path, on one thread; the GPU path opens the browser's WebGPU adapter
-//! ([`open_gpu`]) but does not train on it yet.
+//! Training runs on the browser's WebGPU adapter through descent's GPU path ([`open_gpu`],
+//! [`Session::on_gpu`]): the same WGSL kernels and plans as the CLI, every readback awaited.
+//! Without WebGPU it runs on the CPU path, on one thread.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use descent::analysis;
 use descent::data::{DatasetKind, Splits};
+use descent::gpu::{Gpu, GpuOptions, MatmulVariant, verify};
 use descent::model::{self, ModelSpec, parse_hidden};
 use descent::optim::{OptimConfig, OptimizerKind};
 use descent::predict::{PrepareError, prepare_digit};
-use descent::trainer::Progress;
+use descent::trainer::{Device, Progress};
 use descent::{Activation, BatchSize, Error, Loss, Result, Trainer, TrainerOptions};
 use wasm_bindgen::prelude::*;
 
@@ -23,17 +26,21 @@ fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// The browser's WebGPU adapter, opened by descent's GPU path with every kernel compiled.
+#[wasm_bindgen]
+pub struct GpuDevice {
+    gpu: Arc<Gpu>,
+}
+
 /// Opens the browser's WebGPU adapter with descent's GPU path, compiling every WGSL kernel the
-/// CLI runs (the tiled forms: the tuner's timing needs blocking waits), and reads a buffer back
-/// through the async readback; says which adapter, or fails with the reason. Training does not
-/// use this device yet: the page's Session still runs on the CPU path.
+/// CLI runs (the tiled matmul forms: the tuner's timing needs blocking waits), and reads a
+/// buffer back through the async readback; fails with the reason.
 #[wasm_bindgen(js_name = openGpu)]
-pub async fn open_gpu() -> std::result::Result<String, JsError> {
+pub async fn open_gpu() -> std::result::Result<GpuDevice, JsError> {
     open_gpu_checked().await.map_err(js)
 }
 
-pub async fn open_gpu_checked() -> Result<String> {
-    use descent::gpu::{Gpu, GpuOptions, MatmulVariant};
+pub async fn open_gpu_checked() -> Result<GpuDevice> {
     let gpu = Gpu::new_async(&GpuOptions::default(), Some(MatmulVariant::Tiled)).await?;
     let probe = [1.5f32, -2.0, 3.25];
     let buf = gpu.storage_init("probe", bytemuck::cast_slice(&probe));
@@ -43,9 +50,77 @@ pub async fn open_gpu_checked() -> Result<String> {
             "readback returned {back:?}, {probe:?} was written"
         )));
     }
-    // The browser hides the adapter's name from wgpu (the page adds what navigator.gpu tells).
-    let info = &gpu.ctx.info;
-    Ok(format!("{:?}, {:?}", info.backend, info.device_type))
+    #[allow(clippy::arc_with_non_send_sync)] // the browser's GPU handles live on its one thread
+    Ok(GpuDevice { gpu: Arc::new(gpu) })
+}
+
+#[wasm_bindgen]
+impl GpuDevice {
+    /// The adapter's backend and kind (the browser hides its name from wgpu; the page adds what
+    /// navigator.gpu tells).
+    pub fn kind(&self) -> String {
+        let info = &self.gpu.ctx.info;
+        format!("{:?}, {:?}", info.backend, info.device_type)
+    }
+
+    /// Kernel parity on this adapter: [`browser_kernel_checks`] as JSON rows
+    /// `{kernel, shape, max_abs, max_rel, pass}`.
+    #[wasm_bindgen(js_name = verifyKernels)]
+    pub async fn verify_kernels(&self) -> std::result::Result<String, JsError> {
+        let rows = browser_kernel_checks(&self.gpu).await.map_err(js)?;
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({"kernel": r.kernel, "shape": r.shape, "max_abs": r.max_abs,
+                    "max_rel": r.max_rel, "pass": r.pass()})
+            })
+            .collect();
+        Ok(serde_json::Value::Array(rows).to_string())
+    }
+}
+
+/// Each training kernel against its CPU twin at a few awkward shapes (odd sizes, a partial
+/// tile, a batch of one), in every matmul form the adapter compiled: the checks of `descent
+/// verify`, awaited. Few and small, as the browser's software adapter is slow.
+pub async fn browser_kernel_checks(gpu: &Gpu) -> Result<Vec<verify::CheckRow>> {
+    use descent::optim::OptimizerKind;
+    let mut rows = Vec::new();
+    for (i, &s) in [(1, 784, 128), (7, 13, 10), (33, 17, 70)]
+        .iter()
+        .enumerate()
+    {
+        let seed = i as u32;
+        let [ff, fi, fw] = verify::forms(gpu, s);
+        for form in ff {
+            rows.push(verify::check_matmul_forward(gpu, s, form, seed).await?);
+            rows.push(
+                verify::check_matmul_forward_fused(gpu, s, Activation::Relu, form, seed).await?,
+            );
+        }
+        for form in fi {
+            rows.push(
+                verify::check_matmul_backward_input_fused(gpu, s, Activation::Relu, form, seed)
+                    .await?,
+            );
+        }
+        for form in fw {
+            rows.push(verify::check_matmul_backward_weight_bias(gpu, s, i == 1, form, seed).await?);
+        }
+    }
+    for (i, b) in [1, 7].into_iter().enumerate() {
+        let seed = i as u32;
+        rows.push(verify::check_loss(gpu, Loss::Xent, true, b, seed).await?);
+        rows.push(verify::check_loss_fused(gpu, Loss::Xent, b, seed).await?);
+        rows.push(verify::check_batch_gather(gpu, b, seed).await?);
+        rows.push(verify::check_argmax_correct(gpu, b, seed).await?);
+    }
+    rows.push(verify::check_activation(gpu, Activation::Relu, true, 1000, 0).await?);
+    rows.push(verify::check_loss_reduce(gpu, 7, true, 0).await?);
+    rows.push(verify::check_dropout(gpu, Some(Activation::Relu), 7, 13, 5, 0).await?);
+    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        rows.push(verify::check_optimizer_update(gpu, kind, 0.01, 1001, 1).await?);
+    }
+    Ok(rows)
 }
 
 /// The four MNIST files the page fetches, in the order [`Mnist::new`] takes them.
@@ -113,7 +188,29 @@ pub struct Choice {
     pub seed: u32,
 }
 
-/// A model being trained on the CPU path.
+impl Choice {
+    fn new(
+        hidden: &str,
+        optimizer: &str,
+        batch: usize,
+        lr: f32,
+        epochs: usize,
+        limit: usize,
+        seed: u32,
+    ) -> Choice {
+        Choice {
+            hidden: hidden.into(),
+            optimizer: optimizer.into(),
+            batch,
+            lr,
+            epochs,
+            limit,
+            seed,
+        }
+    }
+}
+
+/// A model being trained, on the CPU path or the browser's WebGPU adapter.
 #[wasm_bindgen]
 pub struct Session {
     trainer: Trainer,
@@ -135,16 +232,26 @@ impl Session {
         limit: usize,
         seed: u32,
     ) -> std::result::Result<Session, JsError> {
-        let choice = Choice {
-            hidden: hidden.into(),
-            optimizer: optimizer.into(),
-            batch,
-            lr,
-            epochs,
-            limit,
-            seed,
-        };
-        Session::start(data, &choice).map_err(js)
+        let choice = Choice::new(hidden, optimizer, batch, lr, epochs, limit, seed);
+        Session::start(data, &choice, Device::Cpu).map_err(js)
+    }
+
+    /// [`Session::new`] on the browser's WebGPU adapter.
+    #[allow(clippy::too_many_arguments)] // one argument per field of the page's form
+    #[wasm_bindgen(js_name = onGpu)]
+    pub fn on_gpu(
+        gpu: &GpuDevice,
+        data: &Mnist,
+        hidden: &str,
+        optimizer: &str,
+        batch: usize,
+        lr: f32,
+        epochs: usize,
+        limit: usize,
+        seed: u32,
+    ) -> std::result::Result<Session, JsError> {
+        let choice = Choice::new(hidden, optimizer, batch, lr, epochs, limit, seed);
+        Session::start(data, &choice, Device::Gpu(gpu.gpu.clone())).map_err(js)
     }
 
     /// Where the maths runs, in words.
@@ -169,24 +276,27 @@ impl Session {
     /// Runs up to `max` steps (never past an epoch's end) and says what happened, as JSON:
     /// `{"kind":"step","epoch","step","steps"}`, `{"kind":"epoch","record":{...}}` (the
     /// evaluation, as a `--metrics` line) or `{"kind":"finished","outcome":"..."}`.
-    pub fn steps(&mut self, max: usize) -> std::result::Result<String, JsError> {
-        self.advance(max).map_err(js)
+    /// On the GPU the steps are queued and the promise resolves at once, except at an epoch's
+    /// end, which awaits the readbacks of its evaluation.
+    pub async fn steps(&mut self, max: usize) -> std::result::Result<String, JsError> {
+        self.advance(max).await.map_err(js)
     }
 
-    /// The mean training loss of the last `n` steps of the epoch in progress.
+    /// The mean training loss of the last `n` steps of the epoch in progress (on the GPU, once
+    /// the queued steps are done: awaiting it paces the page to the GPU).
     #[wasm_bindgen(js_name = recentLoss)]
-    pub fn recent_loss(&mut self, n: usize) -> std::result::Result<Option<f64>, JsError> {
-        self.trainer.recent_loss(n).map_err(js)
+    pub async fn recent_loss(&mut self, n: usize) -> std::result::Result<Option<f64>, JsError> {
+        self.trainer.recent_loss_async(n).await.map_err(js)
     }
 
     /// The weights as they are now, to predict with or download.
-    pub fn model(&mut self) -> std::result::Result<Model, JsError> {
-        self.snapshot().map_err(js)
+    pub async fn model(&mut self) -> std::result::Result<Model, JsError> {
+        self.snapshot().await.map_err(js)
     }
 }
 
 impl Session {
-    pub fn start(data: &Mnist, c: &Choice) -> Result<Session> {
+    pub fn start(data: &Mnist, c: &Choice, device: Device) -> Result<Session> {
         let hidden = parse_hidden(&c.hidden)?;
         let kind = OptimizerKind::parse(&c.optimizer).ok_or_else(|| {
             Error::InvalidArg(format!(
@@ -218,12 +328,12 @@ impl Session {
             seed: c.seed,
             ..TrainerOptions::default()
         };
-        let trainer = Trainer::cpu(spec, train, data.splits.test.clone(), opts)?;
+        let trainer = Trainer::new(spec, train, data.splits.test.clone(), opts, device)?;
         Ok(Session { trainer })
     }
 
-    pub fn advance(&mut self, max: usize) -> Result<String> {
-        let v = match self.trainer.steps(max)? {
+    pub async fn advance(&mut self, max: usize) -> Result<String> {
+        let v = match self.trainer.steps_async(max).await? {
             Progress::Stepped { epoch, step, steps } => {
                 serde_json::json!({"kind": "step", "epoch": epoch, "step": step, "steps": steps})
             }
@@ -235,10 +345,10 @@ impl Session {
         Ok(v.to_string())
     }
 
-    pub fn snapshot(&mut self) -> Result<Model> {
+    pub async fn snapshot(&mut self) -> Result<Model> {
         Ok(Model {
             spec: self.trainer.spec().clone(),
-            params: self.trainer.params()?,
+            params: self.trainer.params_async().await?,
         })
     }
 }
@@ -350,6 +460,7 @@ pub fn prepare_rgba(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollster::block_on;
 
     /// The MNIST files from `$MNIST_MIRROR` (a directory or file:// URL), else ../shared/data/mnist
     /// or data/mnist beside the workspace, as the main suite finds them.
@@ -383,11 +494,11 @@ mod tests {
             limit: 6400,
             seed: 0,
         };
-        let mut s = Session::start(&data, &choice).expect("start");
+        let mut s = Session::start(&data, &choice, Device::Cpu).expect("start");
         let mut record = None;
         loop {
             let v: serde_json::Value =
-                serde_json::from_str(&s.advance(20).expect("steps")).expect("json");
+                serde_json::from_str(&block_on(s.advance(20)).expect("steps")).expect("json");
             match v["kind"].as_str() {
                 Some("step") => assert!(s.trainer.recent_loss(20).expect("loss").is_some()),
                 Some("epoch") => record = Some(v["record"].clone()),
@@ -400,7 +511,7 @@ mod tests {
         let acc = record["test_accuracy"].as_f64().expect("accuracy");
         assert!(acc > 0.85, "{record}");
 
-        let model = s.snapshot().expect("model");
+        let model = block_on(s.snapshot()).expect("model");
         let back =
             Model::from_checkpoint(&model.checkpoint_bytes().expect("bytes"), "m").expect("load");
         assert_eq!(back.params, model.params);
@@ -418,7 +529,7 @@ mod tests {
             optimizer: "rmsprop".into(),
             ..choice
         };
-        let err = Session::start(&data, &bad)
+        let err = Session::start(&data, &bad, Device::Cpu)
             .err()
             .expect("bad optimizer")
             .to_string();

@@ -7,7 +7,9 @@ const status = (text) => { $('status').textContent = text; };
 const showError = (text) => { $('error').textContent = text; };
 
 let mnist = null;      // the loaded data
+let gpu = null;        // the browser's WebGPU adapter, opened by descent's GPU path
 let session = null;    // the model being trained
+let snapshot = null;   // its weights as last read back: what the drawing is classified with
 let loaded = null;     // a model loaded from a checkpoint
 let stopAsked = false;
 let training = false;
@@ -20,8 +22,13 @@ const curves = { train: [], test: [], acc: [] };
 const SLICE_MS = 40;
 
 // Opens the adapter through descent's own GPU path (every WGSL kernel compiled, a buffer read
-// back): what the page can say for sure about WebGPU here. Training still runs on the CPU.
+// back); training then runs on it unless the CPU is chosen.
 async function webgpuNotice() {
+  const cpuOnly = (why) => {
+    $('notice').textContent = `${why}: training runs on the CPU path (WebAssembly, one thread), slower but the same maths.`;
+    $('device').value = 'cpu';
+    $('device-gpu').disabled = true;
+  };
   let adapter = null;
   try {
     adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
@@ -29,18 +36,23 @@ async function webgpuNotice() {
     adapter = null;
   }
   if (!adapter) {
-    $('notice').textContent = 'WebGPU is not available in this browser: training runs on the CPU path (WebAssembly, one thread), slower but the same maths.';
+    cpuOnly('WebGPU is not available in this browser');
     return;
   }
   $('notice').textContent = 'WebGPU adapter found: compiling descent\'s kernels on it…';
   try {
-    const kind = await openGpu();
-    const i = adapter.info || {};
-    const name = [i.vendor, i.architecture, i.description].filter((s) => s).join(' ') || 'unnamed';
-    $('notice').textContent = `WebGPU adapter ${name} (${kind}): descent's WGSL kernels compile and read back on it, but training does not use it yet: it runs on the CPU path (WebAssembly, one thread).`;
+    gpu = await openGpu();
   } catch (e) {
-    $('notice').textContent = `WebGPU is present but descent's GPU path could not open it (${e.message || e}): training runs on the CPU path (WebAssembly, one thread).`;
+    cpuOnly(`WebGPU is present but descent's GPU path could not open it (${e.message || e})`);
+    return;
   }
+  const i = adapter.info || {};
+  const name = [i.vendor, i.architecture, i.description].filter((s) => s).join(' ') || 'unnamed';
+  $('notice').textContent = `WebGPU adapter ${name} (${gpu.kind()}): training runs on it, with the same WGSL kernels as the descent command line.`;
+  $('device-gpu').disabled = false;
+  $('device').value = 'gpu';
+  // For scripts and the browser tests: kernel parity on this adapter.
+  window.descentVerify = async () => JSON.parse(await gpu.verifyKernels());
 }
 
 async function fetchFile(name) {
@@ -78,6 +90,7 @@ function readForm() {
     lr: num('lr'),
     epochs: num('epochs'),
     limit: num('limit'),
+    device: $('device').value,
   };
 }
 
@@ -97,8 +110,11 @@ async function train() {
   }
   if (session) session.free();
   session = null;
+  setSnapshot(null);
   try {
-    session = new Session(mnist, f.hidden, f.optimizer, f.batch, f.lr, f.epochs, f.limit, 0);
+    session = f.device === 'gpu' && gpu
+      ? Session.onGpu(gpu, mnist, f.hidden, f.optimizer, f.batch, f.lr, f.epochs, f.limit, 0)
+      : new Session(mnist, f.hidden, f.optimizer, f.batch, f.lr, f.epochs, f.limit, 0);
   } catch (e) {
     showError(String(e.message || e));
     return;
@@ -118,6 +134,7 @@ async function train() {
   const steps = session.stepsPerEpoch();
   let k = 1;            // steps per slice, adapted to SLICE_MS
   let speed = null;     // samples/s, smoothed
+  let refreshed = performance.now();
   try {
     for (;;) {
       if (stopAsked) {
@@ -125,20 +142,27 @@ async function train() {
         break;
       }
       const t0 = performance.now();
-      const p = JSON.parse(session.steps(k));
-      const dt = performance.now() - t0;
+      const p = JSON.parse(await session.steps(k));
       if (p.kind === 'step') {
-        // A call that leaves the epoch unfinished ran all k steps.
+        // A call that leaves the epoch unfinished ran all k steps. On the GPU they are only
+        // queued: the loss readback waits for them, so the time is taken after it.
         const ran = k;
+        const loss = await session.recentLoss(ran);
+        const dt = performance.now() - t0;
         const s = (ran * batch) / (dt / 1000);
         speed = speed === null ? s : 0.8 * speed + 0.2 * s;
-        const loss = session.recentLoss(ran);
         if (loss !== undefined && loss !== null) {
           curves.train.push([p.epoch - 1 + p.step / p.steps, loss]);
         }
         status(`epoch ${p.epoch}/${f.epochs}, step ${p.step}/${p.steps}`);
         $('speed').textContent = `${Math.round(speed).toLocaleString('en')} samples/s`;
         k = Math.max(1, Math.min(steps, Math.round(k * SLICE_MS / Math.max(dt, 1))));
+        // A drawing on the canvas is read by the weights of a second ago at most.
+        if (hasInk && performance.now() - refreshed > 1000) {
+          setSnapshot(await session.model());
+          refreshed = performance.now();
+          classify();
+        }
       } else if (p.kind === 'epoch') {
         const r = p.record;
         window.descentRecords.push(r);
@@ -148,6 +172,8 @@ async function train() {
         status(`epoch ${r.epoch}/${f.epochs}: train loss ${r.train_loss.toFixed(4)}, test loss ${r.test_loss.toFixed(4)}, ` +
           `test accuracy ${(100 * r.test_accuracy).toFixed(2)}%, ${Math.round(r.samples_per_second).toLocaleString('en')} samples/s`);
         if (r.warning) showError(r.warning);
+        setSnapshot(await session.model());
+        refreshed = performance.now();
       } else {
         status(`Done (${p.outcome.toLowerCase()}). ${$('status').textContent}`);
         break;
@@ -155,6 +181,11 @@ async function train() {
       drawCharts();
       await yieldToBrowser();
     }
+  } catch (e) {
+    showError(String(e.message || e));
+  }
+  try {
+    setSnapshot(await session.model());
   } catch (e) {
     showError(String(e.message || e));
   }
@@ -253,7 +284,9 @@ function drawCharts() {
 
 const draw = $('draw');
 const dctx = draw.getContext('2d');
+let hasInk = false;   // something is drawn
 function clearCanvas() {
+  hasInk = false;
   dctx.fillStyle = '#fff';
   dctx.fillRect(0, 0, draw.width, draw.height);
   const p = $('preview').getContext('2d');
@@ -277,6 +310,7 @@ draw.addEventListener('pointerup', end);
 draw.addEventListener('pointercancel', end);
 
 function stroke(e) {
+  hasInk = true;
   dctx.strokeStyle = '#000';
   dctx.lineWidth = 18;
   dctx.lineCap = 'round';
@@ -293,9 +327,14 @@ function stroke(e) {
   }
 }
 
+function setSnapshot(model) {
+  if (snapshot) snapshot.free();
+  snapshot = model;
+}
+
+// The trained weights as last read back, else a loaded checkpoint.
 function currentModel() {
-  if (session) return session.model();
-  return loaded;
+  return session ? snapshot : loaded;
 }
 
 function classify() {
@@ -316,7 +355,6 @@ function classify() {
     return;
   }
   const probs = model.predict(x);
-  if (model !== loaded) model.free();
   const top = [...probs.keys()].sort((a, b) => probs[b] - probs[a]).slice(0, 3);
   $('prediction').textContent = String(top[0]);
   $('bars').innerHTML = top.map((c) =>
@@ -341,7 +379,6 @@ function download() {
   const model = currentModel();
   if (!model) return;
   const bytes = model.checkpoint();
-  if (model !== loaded) model.free();
   const a = document.createElement('a');
   a.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
   a.download = 'descent-mnist.safetensors';
@@ -366,6 +403,7 @@ async function loadCheckpoint(file) {
     while (training) await yieldToBrowser();
   }
   if (session) { session.free(); session = null; }
+  setSnapshot(null);
   if (loaded) loaded.free();
   loaded = model;
   $('download').disabled = false;

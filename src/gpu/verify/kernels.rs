@@ -18,7 +18,7 @@ use super::{CheckRow, bytes, compare, f32s, rand_labels, rand_vec, run_one};
 /// matmul_backward_weight (`backward` true: dW, db (+)= doutᵀ·[x, 1]), where x [B, 784] arrives
 /// packed (u8 pixels, 4 per u32) in a uniform buffer, against the CPU's batch_gather then the
 /// float twins. B ≤ 83 (the packed batch fits 64 KiB).
-pub fn check_matmul_input(
+pub async fn check_matmul_input(
     gpu: &Gpu,
     b: usize,
     n: usize,
@@ -66,7 +66,8 @@ pub fn check_matmul_input(
             ],
             &forward_words(b, k, n, 1 | act_flags(Activation::Relu).0, w_off, b_off),
             gpu.kernels.groups(form, b, n),
-        )?;
+        )
+        .await?;
         return Ok(compare(
             "matmul_forward + relu_forward (subgroup, packed input)",
             format!("B={b} K={k} N={n}"),
@@ -104,7 +105,8 @@ pub fn check_matmul_input(
             b_off,
         ),
         gpu.kernels.groups(form, n, k),
-    )?;
+    )
+    .await?;
     Ok(compare(
         "matmul_backward_weight + bias_backward (subgroup, packed input)",
         format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
@@ -160,25 +162,25 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 6] = [
 ];
 
 /// matmul_forward: `out[B,N]` = `inp[B,K]`·`W[N,K]`ᵀ + bias, with W and bias at offsets in one buffer.
-pub fn check_matmul_forward(
+pub async fn check_matmul_forward(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_forward_case(gpu, shape, None, form, seed)
+    matmul_forward_case(gpu, shape, None, form, seed).await
 }
 
 /// matmul_forward with the activation fused into its epilogue, against the CPU's
 /// matmul_forward then `<act>_forward`.
-pub fn check_matmul_forward_fused(
+pub async fn check_matmul_forward_fused(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     act: Activation,
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_forward_case(gpu, shape, Some(act), form, seed)
+    matmul_forward_case(gpu, shape, Some(act), form, seed).await
 }
 
 fn fused_name(base: &str, act: Option<Activation>, backward: bool, form: Form) -> String {
@@ -191,7 +193,7 @@ fn fused_name(base: &str, act: Option<Activation>, backward: bool, form: Form) -
     s
 }
 
-fn matmul_forward_case(
+async fn matmul_forward_case(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     act: Option<Activation>,
@@ -232,7 +234,8 @@ fn matmul_forward_case(
         ],
         &forward_words(b, k, n, flags, w_off, b_off),
         gpu.kernels.groups(form, b, n),
-    )?;
+    )
+    .await?;
     Ok(compare(
         &fused_name("matmul_forward", act, false, form),
         format!("B={b} K={k} N={n}"),
@@ -244,28 +247,28 @@ fn matmul_forward_case(
 }
 
 /// matmul_backward_input: `dinp[B,K]` = `dout[B,N]`·`W[N,K]`.
-pub fn check_matmul_backward_input(
+pub async fn check_matmul_backward_input(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_input_case(gpu, shape, None, form, seed)
+    matmul_backward_input_case(gpu, shape, None, form, seed).await
 }
 
 /// matmul_backward_input with the activation's derivative fused into its epilogue, against the
 /// CPU's matmul_backward_input then `<act>_backward`.
-pub fn check_matmul_backward_input_fused(
+pub async fn check_matmul_backward_input_fused(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     act: Activation,
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_input_case(gpu, shape, Some(act), form, seed)
+    matmul_backward_input_case(gpu, shape, Some(act), form, seed).await
 }
 
-fn matmul_backward_input_case(
+async fn matmul_backward_input_case(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     act: Option<Activation>,
@@ -312,7 +315,8 @@ fn matmul_backward_input_case(
             0,
         ],
         gpu.kernels.groups(form, b, k),
-    )?;
+    )
+    .await?;
     Ok(compare(
         &fused_name("matmul_backward_input", act, true, form),
         format!("B={b} K={k} N={n}"),
@@ -324,30 +328,30 @@ fn matmul_backward_input_case(
 }
 
 /// matmul_backward_weight: `dW[N,K]` (+)= `dout[B,N]`ᵀ·`inp[B,K]`, into a grads buffer at an offset.
-pub fn check_matmul_backward_weight(
+pub async fn check_matmul_backward_weight(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     accumulate: bool,
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_weight_case(gpu, shape, accumulate, false, form, seed)
+    matmul_backward_weight_case(gpu, shape, accumulate, false, form, seed).await
 }
 
 /// matmul_backward_weight with the bias gradient fused in (BIAS_GRAD), against the CPU's
 /// matmul_backward_weight then bias_backward; the bias sits right after the weight, as in the
 /// parameter layout.
-pub fn check_matmul_backward_weight_bias(
+pub async fn check_matmul_backward_weight_bias(
     gpu: &Gpu,
     shape: (usize, usize, usize),
     accumulate: bool,
     form: Form,
     seed: u32,
 ) -> Result<CheckRow> {
-    matmul_backward_weight_case(gpu, shape, accumulate, true, form, seed)
+    matmul_backward_weight_case(gpu, shape, accumulate, true, form, seed).await
 }
 
-fn matmul_backward_weight_case(
+async fn matmul_backward_weight_case(
     gpu: &Gpu,
     (b, k, n): (usize, usize, usize),
     accumulate: bool,
@@ -383,7 +387,8 @@ fn matmul_backward_weight_case(
         ],
         &weight_words(b, k, n, flags, off, bias_off),
         gpu.kernels.groups(form, n, k),
-    )?;
+    )
+    .await?;
     let mut name = fused_name("matmul_backward_weight", None, true, Form::Scalar);
     if with_bias {
         name.push_str(" + bias_backward");
@@ -400,7 +405,7 @@ fn matmul_backward_weight_case(
 }
 
 /// bias_backward: `dbias[N]` (+)= Σ_b `dout[b, N]`.
-pub fn check_bias_backward(
+pub async fn check_bias_backward(
     gpu: &Gpu,
     b: usize,
     n: usize,
@@ -424,7 +429,8 @@ pub fn check_bias_backward(
             if accumulate { 2 } else { 0 },
         ],
         [(n as u32).div_ceil(64), 1, 1],
-    )?;
+    )
+    .await?;
     Ok(compare(
         "bias_backward",
         format!("B={b} N={n}"),
@@ -436,7 +442,7 @@ pub fn check_bias_backward(
 }
 
 /// An activation's forward (in place) and backward (scales dact by f'(act)).
-pub fn check_activation(
+pub async fn check_activation(
     gpu: &Gpu,
     a: Activation,
     backward: bool,
@@ -465,7 +471,8 @@ pub fn check_activation(
             &[bytes(&dact), bytes(&act)],
             &[n as u32],
             groups_1d(n, 256),
-        )?;
+        )
+        .await?;
         (f32s(&out[0]), want)
     } else {
         let mut want = x.clone();
@@ -477,14 +484,21 @@ pub fn check_activation(
             &[bytes(&x)],
             &[n as u32],
             groups_1d(n, 256),
-        )?;
+        )
+        .await?;
         (f32s(&out[0]), want)
     };
     Ok(compare(name, format!("n={n}"), &got, &want, 1e-6, 1e-5))
 }
 
 /// The loss kernels: forward (per-sample loss, and probs for cross-entropy) and backward.
-pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) -> Result<CheckRow> {
+pub async fn check_loss(
+    gpu: &Gpu,
+    loss: Loss,
+    backward: bool,
+    b: usize,
+    seed: u32,
+) -> Result<CheckRow> {
     let c = CLASSES;
     let logits = rand_vec(b * c, seed, 12, -6.0, 6.0);
     let labels = rand_labels(b, seed);
@@ -494,7 +508,7 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
     let mut losses = vec![0.0; b];
     let mut probs = vec![0.0; b * c];
     match (loss, backward) {
-        (_, false) => loss_forward_case(gpu, loss, b, seed, false),
+        (_, false) => loss_forward_case(gpu, loss, b, seed, false).await,
         (Loss::Xent, true) => {
             twin::softmax_xent_forward(&mut losses, &mut probs, &logits, &labels, b, c);
             let mut want = vec![0.0; b * c];
@@ -506,7 +520,8 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
                 &[bytes(&vec![0f32; b * c]), bytes(&probs), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
-            )?;
+            )
+            .await?;
             Ok(compare(
                 "softmax_xent_backward",
                 shape,
@@ -526,7 +541,8 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
                 &[bytes(&vec![0f32; b * c]), bytes(&logits), bytes(&labels)],
                 &lw(0),
                 groups_1d(b * c, 256),
-            )?;
+            )
+            .await?;
             Ok(compare(
                 "mse_backward",
                 shape,
@@ -541,11 +557,11 @@ pub fn check_loss(gpu: &Gpu, loss: Loss, backward: bool, b: usize, seed: u32) ->
 
 /// The loss forward kernel writing the logits' gradient too (WITH_GRAD), against the CPU's
 /// forward then backward.
-pub fn check_loss_fused(gpu: &Gpu, loss: Loss, b: usize, seed: u32) -> Result<CheckRow> {
-    loss_forward_case(gpu, loss, b, seed, true)
+pub async fn check_loss_fused(gpu: &Gpu, loss: Loss, b: usize, seed: u32) -> Result<CheckRow> {
+    loss_forward_case(gpu, loss, b, seed, true).await
 }
 
-fn loss_forward_case(
+async fn loss_forward_case(
     gpu: &Gpu,
     loss: Loss,
     b: usize,
@@ -585,7 +601,8 @@ fn loss_forward_case(
                 ],
                 &u,
                 groups,
-            )?;
+            )
+            .await?;
             let mut got = f32s(&out[0]);
             got.extend(f32s(&out[1]));
             losses.extend(&probs);
@@ -607,7 +624,8 @@ fn loss_forward_case(
                 ],
                 &u,
                 groups,
-            )?;
+            )
+            .await?;
             ("mse_forward", (f32s(&out[0]), f32s(&out[3])), losses)
         }
     };
@@ -633,7 +651,12 @@ fn loss_forward_case(
 
 /// loss_reduce: `sums[slot]` (+)= Σ losses, with the slot taken from the step counter, which
 /// advances.
-pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) -> Result<CheckRow> {
+pub async fn check_loss_reduce(
+    gpu: &Gpu,
+    rows: usize,
+    accumulate: bool,
+    seed: u32,
+) -> Result<CheckRow> {
     let losses = rand_vec(rows, seed, 13, 0.0, 3.0);
     let sums = rand_vec(4, seed, 14, 0.0, 1.0);
     let state = [2u32, 0, 0, 0];
@@ -647,7 +670,8 @@ pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) ->
         &[bytes(&sums), bytes(&state), bytes(&losses)],
         &[rows as u32, CLASSES as u32, flags, 0],
         [1, 1, 1],
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[0]);
     let step: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
     // The step counter must have advanced: fold that into the comparison as one more element.
@@ -664,7 +688,7 @@ pub fn check_loss_reduce(gpu: &Gpu, rows: usize, accumulate: bool, seed: u32) ->
 }
 
 /// argmax_correct: correct += #(argmax(logits) == label), ties to the first maximum.
-pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> {
+pub async fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> {
     let mut logits = rand_vec(b * CLASSES, seed, 15, -2.0, 2.0);
     // Quantise so ties happen.
     logits.iter_mut().for_each(|x| *x = (*x * 2.0).round());
@@ -678,7 +702,8 @@ pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> 
         &[bytes(&[5u32]), bytes(&logits), bytes(&labels)],
         &[b as u32, CLASSES as u32, 0, 0],
         [(b as u32).div_ceil(64), 1, 1],
-    )?;
+    )
+    .await?;
     let got: Vec<u32> = bytemuck::pod_collect_to_vec(&out[0]);
     Ok(compare(
         "argmax_correct",
@@ -691,7 +716,7 @@ pub fn check_argmax_correct(gpu: &Gpu, b: usize, seed: u32) -> Result<CheckRow> 
 }
 
 /// batch_gather: rows of a shuffled, packed-u8 data set, from the step counter's position.
-pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
+pub async fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
     let Dataset {
         images,
@@ -720,7 +745,8 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
         ],
         &[rows as u32, batch as u32, base as u32, 1],
         groups_1d(rows * PIXELS / 16, 256),
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[0]);
     let gy: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
     got.extend(gy.iter().map(|&v| v as f32));
@@ -738,7 +764,7 @@ pub fn check_batch_gather(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow>
 /// batch_gather_features: rows of a shuffled f32 table of `width` features, from the step
 /// counter's position, with the table in parts of `part_rows` rows (as a split bigger than one
 /// binding is held).
-pub fn check_batch_gather_features(
+pub async fn check_batch_gather_features(
     gpu: &Gpu,
     rows: usize,
     width: usize,
@@ -797,7 +823,8 @@ pub fn check_batch_gather_features(
             part_rows as u32,
         ],
         groups_1d(rows * width, 256),
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[0]);
     let gy: Vec<u32> = bytemuck::pod_collect_to_vec(&out[1]);
     got.extend(gy.iter().map(|&v| v as f32));
@@ -813,7 +840,7 @@ pub fn check_batch_gather_features(
 }
 
 /// batch_gather with PACKED: the rows' pixels copied still packed to xb, and the labels.
-pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
+pub async fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<CheckRow> {
     let n = 300;
     let Dataset { images, labels, .. } = synthetic(n, seed);
     let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
@@ -844,7 +871,8 @@ pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<Ch
         ],
         &[rows as u32, batch as u32, 0, 1 | crate::gpu::PACKED],
         groups_1d(rows * PIXELS / 16, 256),
-    )?;
+    )
+    .await?;
     let mut got: Vec<f32> = out[6].iter().map(|&p| p as f32).collect();
     got.extend(
         bytemuck::pod_collect_to_vec::<u8, u32>(&out[1])
@@ -864,7 +892,7 @@ pub fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Result<Ch
 /// One optimizer's update kernel over a flat parameter buffer (padded to whole vec4s, as the
 /// backend keeps it), at global step 7 of a schedule (its row of coefficients in a uniform, as
 /// a training step has it).
-pub fn check_optimizer_update(
+pub async fn check_optimizer_update(
     gpu: &Gpu,
     kind: OptimizerKind,
     weight_decay: f32,
@@ -919,7 +947,8 @@ pub fn check_optimizer_update(
             cfg.eps.to_bits(),
         ],
         groups_1d(n4 / 4, 256),
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[0]);
     got.extend(f32s(&out[1]));
     wp.extend(w1);
@@ -940,7 +969,7 @@ pub fn check_optimizer_update(
 /// apply_mask over a flat parameter buffer and `states` optimizer state buffers (padded to whole
 /// vec4s, as the backend keeps them) with about `sparsity` of the mask zero, against its twin.
 /// Some inputs are NaN where the mask is zero: a pruned weight must come out +0 regardless.
-pub fn check_apply_mask(
+pub async fn check_apply_mask(
     gpu: &Gpu,
     n: usize,
     states: usize,
@@ -981,7 +1010,8 @@ pub fn check_apply_mask(
         &[bytes(&params), bytes(&state1), bytes(&state2), bytes(&mask)],
         &[(n4 / 4) as u32, states as u32],
         groups_1d(n4 / 4, 256),
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[0]);
     got.extend(f32s(&out[1]));
     got.extend(f32s(&out[2]));
@@ -1007,7 +1037,7 @@ pub fn check_apply_mask(
 
 /// dropout_forward and dropout_backward on a [rows, width] chunk that starts at row `row0` of
 /// its batch, against the CPU twins: the same units dropped, the same scaled values.
-pub fn check_dropout(
+pub async fn check_dropout(
     gpu: &Gpu,
     backward: Option<Activation>,
     rows: usize,
@@ -1062,7 +1092,7 @@ pub fn check_dropout(
             vec![bytes(&x), bytes(&act), bytes(&hyper)],
         ),
     };
-    let out = run_one(gpu, kernel, Form::Scalar, &inputs, &u, groups_1d(n, 256))?;
+    let out = run_one(gpu, kernel, Form::Scalar, &inputs, &u, groups_1d(n, 256)).await?;
     let got = f32s(&out[0]);
     let act = backward
         .map(|a| format!("{} ", a.name()))
@@ -1097,25 +1127,19 @@ pub fn forms(gpu: &Gpu, (b, k, n): (usize, usize, usize)) -> [Vec<Form>; 3] {
 }
 
 /// Every kernel against its CPU twin on seeded random inputs of several shapes.
-pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
+pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     let mut rows = Vec::new();
     for (i, &s) in MATMUL_SHAPES.iter().enumerate() {
         let seed = i as u32;
         let [ff, fi, fw] = forms(gpu, s);
         for form in ff {
-            rows.push(check_matmul_forward(gpu, s, form, seed)?);
+            rows.push(check_matmul_forward(gpu, s, form, seed).await?);
         }
         for form in fi {
-            rows.push(check_matmul_backward_input(gpu, s, form, seed)?);
+            rows.push(check_matmul_backward_input(gpu, s, form, seed).await?);
         }
         for form in fw {
-            rows.push(check_matmul_backward_weight(
-                gpu,
-                s,
-                i % 2 == 1,
-                form,
-                seed,
-            )?);
+            rows.push(check_matmul_backward_weight(gpu, s, i % 2 == 1, form, seed).await?);
         }
     }
     for (i, a) in [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
@@ -1125,12 +1149,10 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         for &s in &[(7, 13, 10), (64, 784, 128)] {
             let [ff, fi, _] = forms(gpu, s);
             for form in ff {
-                rows.push(check_matmul_forward_fused(gpu, s, a, form, i as u32)?);
+                rows.push(check_matmul_forward_fused(gpu, s, a, form, i as u32).await?);
             }
             for form in fi {
-                rows.push(check_matmul_backward_input_fused(
-                    gpu, s, a, form, i as u32,
-                )?);
+                rows.push(check_matmul_backward_input_fused(gpu, s, a, form, i as u32).await?);
             }
         }
     }
@@ -1140,50 +1162,44 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     {
         let [_, _, fw] = forms(gpu, s);
         for form in fw {
-            rows.push(check_matmul_backward_weight_bias(
-                gpu,
-                s,
-                i == 1,
-                form,
-                i as u32,
-            )?);
+            rows.push(check_matmul_backward_weight_bias(gpu, s, i == 1, form, i as u32).await?);
         }
     }
     for (i, &(b, n)) in [(1, 10), (7, 128), (100, 33)].iter().enumerate() {
-        rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32)?);
+        rows.push(check_bias_backward(gpu, b, n, i == 1, i as u32).await?);
     }
     for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
         for backward in [false, true] {
             for (i, n) in [1, 1000, 70_001].into_iter().enumerate() {
-                rows.push(check_activation(gpu, a, backward, n, i as u32)?);
+                rows.push(check_activation(gpu, a, backward, n, i as u32).await?);
             }
         }
     }
     for loss in [Loss::Xent, Loss::Mse] {
         for backward in [false, true] {
             for (i, b) in [1, 7, 100].into_iter().enumerate() {
-                rows.push(check_loss(gpu, loss, backward, b, i as u32)?);
+                rows.push(check_loss(gpu, loss, backward, b, i as u32).await?);
             }
         }
     }
     for loss in [Loss::Xent, Loss::Mse] {
         for (i, b) in [1, 7, 100].into_iter().enumerate() {
-            rows.push(check_loss_fused(gpu, loss, b, i as u32)?);
+            rows.push(check_loss_fused(gpu, loss, b, i as u32).await?);
         }
     }
     for (i, r) in [1, 7, 1000].into_iter().enumerate() {
-        rows.push(check_loss_reduce(gpu, r, i == 1, i as u32)?);
+        rows.push(check_loss_reduce(gpu, r, i == 1, i as u32).await?);
     }
     for (i, b) in [1, 7, 100].into_iter().enumerate() {
-        rows.push(check_argmax_correct(gpu, b, i as u32)?);
-        rows.push(check_batch_gather(gpu, b, i as u32)?);
-        rows.push(check_batch_gather_packed(gpu, b, i as u32)?);
+        rows.push(check_argmax_correct(gpu, b, i as u32).await?);
+        rows.push(check_batch_gather(gpu, b, i as u32).await?);
+        rows.push(check_batch_gather_packed(gpu, b, i as u32).await?);
     }
     for (i, (b, w, parts)) in [(1, 4, 300), (7, 30, 100), (100, 3072, 128)]
         .into_iter()
         .enumerate()
     {
-        rows.push(check_batch_gather_features(gpu, b, w, parts, i as u32)?);
+        rows.push(check_batch_gather_features(gpu, b, w, parts, i as u32).await?);
     }
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
         for kind in [
@@ -1193,7 +1209,7 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
             OptimizerKind::Adamw,
         ] {
             let wd = if i == 1 { 0.01 } else { 0.0 };
-            rows.push(check_optimizer_update(gpu, kind, wd, n, i as u32)?);
+            rows.push(check_optimizer_update(gpu, kind, wd, n, i as u32).await?);
         }
     }
     for (i, (rows_, width, row0)) in [(1, 7, 0), (7, 13, 5), (64, 128, 8192)]
@@ -1201,29 +1217,27 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         .enumerate()
     {
         let seed = i as u32;
-        rows.push(check_dropout(gpu, None, rows_, width, row0, seed)?);
+        rows.push(check_dropout(gpu, None, rows_, width, row0, seed).await?);
         for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
-            rows.push(check_dropout(gpu, Some(a), rows_, width, row0, seed)?);
+            rows.push(check_dropout(gpu, Some(a), rows_, width, row0, seed).await?);
         }
     }
     for (i, (n, states, sparsity)) in [(1, 1, 0.5), (1001, 2, 0.9), (101_770, 1, 0.98)]
         .into_iter()
         .enumerate()
     {
-        rows.push(check_apply_mask(gpu, n, states, sparsity, i as u32)?);
+        rows.push(check_apply_mask(gpu, n, states, sparsity, i as u32).await?);
     }
     if gpu.kernels.input {
         for (i, &(b, n)) in INPUT_SHAPES.iter().enumerate() {
-            rows.push(check_matmul_input(gpu, b, n, false, false, i as u32)?);
-            rows.push(check_matmul_input(gpu, b, n, true, i % 2 == 1, i as u32)?);
+            rows.push(check_matmul_input(gpu, b, n, false, false, i as u32).await?);
+            rows.push(check_matmul_input(gpu, b, n, true, i % 2 == 1, i as u32).await?);
         }
     }
     // output_layer_step exists only where the adapter has subgroups.
     if gpu.kernels.head {
         for (i, &(b, h, loss, hidden, acc)) in HEAD_CASES.iter().enumerate() {
-            rows.push(check_output_layer_step(
-                gpu, b, h, loss, hidden, acc, i as u32,
-            )?);
+            rows.push(check_output_layer_step(gpu, b, h, loss, hidden, acc, i as u32).await?);
         }
     }
     Ok(rows)
@@ -1232,7 +1246,7 @@ pub fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
 /// output_layer_step: the output layer's forward and backward passes and the loss sum in one
 /// dispatch, against the CPU's twins run in order. Compares [grads.weight, grads.bias (with the
 /// two padding floats after it, which must keep their values), dact, `step_losses[slot]`, state].
-pub fn check_output_layer_step(
+pub async fn check_output_layer_step(
     gpu: &Gpu,
     b: usize,
     h: usize,
@@ -1308,7 +1322,8 @@ pub fn check_output_layer_step(
         ],
         &u,
         [1, 1, 1],
-    )?;
+    )
+    .await?;
     let mut got = f32s(&out[2]);
     got.extend(f32s(&out[3]));
     got.push(f32s(&out[5])[step as usize]);

@@ -78,9 +78,14 @@ pub(crate) fn rand_labels(n: usize, seed: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Waits for a parity check natively (the checks are async so that a browser can await them).
+pub fn wait<T>(check: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    crate::gpu::context::block_on(check, "a parity check")?
+}
+
 /// Runs one dispatch of `kernel` over buffers initialised from `inputs` (in binding order) and
 /// returns every buffer's contents afterwards (the read-only ones as given).
-pub fn run_one(
+pub async fn run_one(
     gpu: &Gpu,
     kernel: Kernel,
     form: Form,
@@ -127,19 +132,17 @@ pub fn run_one(
     }
     gpu.ctx.queue.submit([enc.finish()]);
     // Only what the kernel may write is read back (a readback is a submit and a wait).
-    bufs.iter()
-        .zip(inputs)
-        .enumerate()
-        .map(|(n, (b, i))| {
-            if access.get(n) != Some(&Access::ReadWrite) {
-                return Ok(i.to_vec());
-            }
-            let bytes = gpu
-                .ctx
-                .read_back(b, i.len().max(4).next_multiple_of(4) as u64)?;
-            Ok(bytes[..i.len()].to_vec())
-        })
-        .collect()
+    let mut out = Vec::with_capacity(bufs.len());
+    for (n, (b, i)) in bufs.iter().zip(inputs).enumerate() {
+        if access.get(n) != Some(&Access::ReadWrite) {
+            out.push(i.to_vec());
+            continue;
+        }
+        let size = i.len().max(4).next_multiple_of(4) as u64;
+        let bytes = gpu.ctx.read_back_async(b, size).await?;
+        out.push(bytes[..i.len()].to_vec());
+    }
+    Ok(out)
 }
 
 pub(crate) fn f32s(b: &[u8]) -> Vec<f32> {
