@@ -63,6 +63,12 @@ impl GpuDevice {
         format!("{:?}, {:?}", info.backend, info.device_type)
     }
 
+    /// A software adapter (such as SwiftShader), running on the CPU.
+    #[wasm_bindgen(js_name = isSoftware)]
+    pub fn is_software(&self) -> bool {
+        self.gpu.ctx.is_cpu_adapter()
+    }
+
     /// Kernel parity on this adapter: [`browser_kernel_checks`] as JSON rows
     /// `{kernel, shape, max_abs, max_rel, pass}`.
     #[wasm_bindgen(js_name = verifyKernels)]
@@ -377,7 +383,7 @@ impl Model {
         self.checkpoint_bytes().map_err(js)
     }
 
-    /// Class probabilities [10] for one prepared digit `x` [784].
+    /// Class probabilities (`[10]`) for one prepared digit `x` (`[784]`).
     pub fn predict(&self, x: &[f32]) -> std::result::Result<Vec<f32>, JsError> {
         self.probabilities(x).map_err(js)
     }

@@ -66,8 +66,9 @@ try {
   await page.waitForFunction(() => !/Checking|compiling/.test(document.getElementById('notice').textContent),
     null, { timeout: 300000 });
   const notice = await page.textContent('#notice');
-  check(/^WebGPU adapter .*training runs on it/.test(notice),
-    `descent's GPU path opens the browser's adapter and trains on it: ${notice}`);
+  check(/^WebGPU adapter .*software one.*same WGSL kernels/.test(notice) &&
+    !(await page.locator('#device-gpu').isDisabled()),
+  `descent's GPU path opens the browser's adapter (SwiftShader: the CPU is preselected): ${notice}`);
 
   // Kernel parity on the browser's adapter: each kernel against its CPU twin (in wasm).
   const rows = await page.evaluate(() => window.descentVerify());
@@ -86,7 +87,8 @@ try {
     await page.fill('#epochs', '2');
     const t0 = Date.now();
     await page.click('#train');
-    await page.waitForFunction(() => /Done/.test(document.getElementById('status').textContent), null, { timeout: 300000 });
+    await page.waitForFunction(() => /Done/.test(document.getElementById('status').textContent) &&
+      window.descentRecords.length === 2, null, { timeout: 300000 });
     const secs = (Date.now() - t0) / 1000;
     const acc = await page.textContent('#accuracy');
     const speed = await page.textContent('#speed');

@@ -48,9 +48,15 @@ async function webgpuNotice() {
   }
   const i = adapter.info || {};
   const name = [i.vendor, i.architecture, i.description].filter((s) => s).join(' ') || 'unnamed';
-  $('notice').textContent = `WebGPU adapter ${name} (${gpu.kind()}): training runs on it, with the same WGSL kernels as the descent command line.`;
   $('device-gpu').disabled = false;
-  $('device').value = 'gpu';
+  if (gpu.isSoftware()) {
+    // A software adapter runs the kernels on the CPU, through more layers than the CPU path.
+    $('notice').textContent = `WebGPU adapter ${name} (${gpu.kind()}) is a software one, running on this computer's CPU: choose WebGPU to train on it with the same WGSL kernels as the descent command line (slower here than the CPU path, which is selected).`;
+    $('device').value = 'cpu';
+  } else {
+    $('notice').textContent = `WebGPU adapter ${name} (${gpu.kind()}): training runs on it, with the same WGSL kernels as the descent command line.`;
+    $('device').value = 'gpu';
+  }
   // For scripts and the browser tests: kernel parity on this adapter.
   window.descentVerify = async () => JSON.parse(await gpu.verifyKernels());
 }
@@ -119,6 +125,7 @@ async function train() {
     showError(String(e.message || e));
     return;
   }
+  status(`Starting: ${session.describe()} on ${session.device()}…`);
   curves.train = []; curves.test = []; curves.acc = [];
   // Each epoch's evaluation, as a `--metrics` line, for scripts (and the browser tests).
   window.descentRecords = [];
