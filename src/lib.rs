@@ -45,8 +45,6 @@ pub mod analysis;
 pub mod backend;
 #[cfg(feature = "native")]
 pub mod bench;
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod cpu;
 pub mod data;
 #[cfg(feature = "native")]

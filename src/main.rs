@@ -1,3 +1,8 @@
+//! The `descent` command line: a thin layer over the library (src/lib.rs), one file per
+//! subcommand in src/cli/.
+
+mod cli;
+
 use clap::Parser;
 
 fn main() {
@@ -21,12 +26,12 @@ fn main() {
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
     }
-    let cli = descent::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     // Run everything on a rayon worker, so a parallel step wakes one other thread rather than
     // parking this one and waking two (a large share of a 64-sample step otherwise).
     let result = match rayon::ThreadPoolBuilder::new().build() {
-        Ok(pool) => pool.install(|| descent::cli::run(cli)),
-        Err(_) => descent::cli::run(cli),
+        Ok(pool) => pool.install(|| cli::run(cli)),
+        Err(_) => cli::run(cli),
     };
     let code = match result {
         Ok(()) => 0,

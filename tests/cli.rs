@@ -389,7 +389,9 @@ fn web_serves_the_page_folder_and_nothing_else() {
     };
     let index = get("/");
     let wasm = get("/m.wasm");
+    let queried = get("/./m.wasm?v=1");
     let outside = get("/../Cargo.toml");
+    let climbing = get("/x/../../Cargo.toml");
     let missing = get("/nope.js");
     let _ = child.kill();
     let _ = child.wait();
@@ -398,6 +400,11 @@ fn web_serves_the_page_folder_and_nothing_else() {
         "{index}"
     );
     assert!(wasm.contains("Content-Type: application/wasm"), "{wasm}");
+    assert!(
+        queried.contains("Content-Type: application/wasm"),
+        "{queried}"
+    );
     assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+    assert!(climbing.starts_with("HTTP/1.1 404"), "{climbing}");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }

@@ -9,16 +9,18 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
-use crate::backend::{Backend, Setup};
-use crate::cpu::CpuBackend;
-use crate::data::{DataSource, Dataset, DatasetKind, Splits};
-use crate::download::Mirror;
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
-use crate::model::{self, Activation, Init, Loss, ModelSpec, TrainedOn};
-use crate::optim::OptimConfig;
-use crate::sources::{self, Header, Missing, Normalize, Preprocess, ReadOptions, Request, Source};
-pub use crate::{check_output_dir, check_output_file};
+use descent::backend::{Backend, Setup};
+use descent::cpu::CpuBackend;
+use descent::data::{DataSource, Dataset, DatasetKind, Splits};
+use descent::download::Mirror;
+use descent::error::{Error, Result};
+use descent::gpu::{Gpu, GpuBackend, GpuOptions, MatmulVariant};
+use descent::model::{self, Activation, Init, Loss, ModelSpec, TrainedOn};
+use descent::optim::OptimConfig;
+use descent::sources::{
+    self, Header, Missing, Normalize, Preprocess, ReadOptions, Request, Source,
+};
+pub use descent::{check_output_dir, check_output_file};
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {

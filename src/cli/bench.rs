@@ -9,14 +9,14 @@ use clap::Args;
 use super::args::{
     DataArgs, DeviceArgs, DeviceChoice, ModelArgs, check_output_file, load_data, resident_bytes,
 };
-use crate::bench::{self, Axis, Config, Effort, Inputs};
-use crate::data::Splits;
-use crate::error::{Error, Result};
-use crate::gpu::GpuOptions;
-use crate::model::ModelSpec;
-use crate::optim::{OptimConfig, OptimizerKind, Schedule};
-use crate::plot::bench::{BenchCurve, BenchFigure};
-use crate::train::BatchSize;
+use descent::bench::{self, Axis, Config, Effort, Inputs};
+use descent::data::Splits;
+use descent::error::{Error, Result};
+use descent::gpu::GpuOptions;
+use descent::model::ModelSpec;
+use descent::optim::{OptimConfig, OptimizerKind, Schedule};
+use descent::plot::bench::{BenchCurve, BenchFigure};
+use descent::train::BatchSize;
 
 const DEFAULT_SIZES: &str = "1,16,64,256,1024,full";
 /// With `--widths`: the one batch size the widths are measured at.
@@ -134,7 +134,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         check_output_file("--json", p)?;
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     if args.profile {
         eprintln!(
@@ -323,11 +323,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = bench::run(config, &inputs, devices)?;
     println!("{report}");
     if let Some(p) = &args.json {
-        crate::write_atomic(p, &report.to_json()?)?;
+        descent::write_atomic(p, &report.to_json()?)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &args.plot {
-        crate::plot::render(&figure(&report), p)?;
+        descent::plot::render(&figure(&report), p)?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

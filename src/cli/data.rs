@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 
 use super::args::DataArgs;
-use crate::error::{Error, Result};
+use descent::error::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -62,7 +62,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         .args
         .request(Some(&a.source))?
         .ok_or_else(|| Error::InvalidArg("give a SOURCE to inspect".into()))?;
-    let (text, json) = crate::sources::inspect::report(&req)?;
+    let (text, json) = descent::sources::inspect::report(&req)?;
     if a.json {
         println!("{json}");
     } else {

@@ -7,14 +7,14 @@ use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, eval_backend, load};
 use super::pictures::checkpoint_metadata;
-use crate::analysis::{self, Confusion, Mistake};
-use crate::backend::Split;
-use crate::data::{Dataset, PIXELS, Splits};
-use crate::error::{Error, Result};
-use crate::model::{self, Activation, Loss};
-use crate::plot::confusion::ConfusionFigure;
-use crate::plot::grid::{Tile, TileGrid};
-use crate::plot::{self, check_picture_path};
+use descent::analysis::{self, Confusion, Mistake};
+use descent::backend::Split;
+use descent::data::{Dataset, PIXELS, Splits};
+use descent::error::{Error, Result};
+use descent::model::{self, Activation, Loss};
+use descent::plot::confusion::ConfusionFigure;
+use descent::plot::grid::{Tile, TileGrid};
+use descent::plot::{self, check_picture_path};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {

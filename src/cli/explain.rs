@@ -1,11 +1,11 @@
 //! `descent explain`: backprop through a tiny network by hand, with the numbers the training
-//! code computes (see `crate::explain`).
+//! code computes (see `descent::explain`).
 
 use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::explain::{ExplainConfig, Explanation, explain};
-use crate::model::{self, Activation, Loss};
+use descent::error::{Error, Result};
+use descent::explain::{ExplainConfig, Explanation, explain};
+use descent::model::{self, Activation, Loss};
 
 #[derive(Args, Debug, Clone)]
 pub struct ExplainArgs {

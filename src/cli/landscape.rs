@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::landscape::{self, Function, Optimizer, Path};
-use crate::plot::landscape::{LandscapeFigure, trimmed};
+use descent::error::{Error, Result};
+use descent::landscape::{self, Function, Optimizer, Path};
+use descent::plot::landscape::{LandscapeFigure, trimmed};
 
 #[derive(Args, Debug, Clone)]
 pub struct LandscapeArgs {
@@ -72,7 +72,7 @@ pub fn run(args: LandscapeArgs) -> Result<()> {
         )));
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
 
     let paths: Vec<Path> = opts
@@ -157,7 +157,7 @@ pub fn run(args: LandscapeArgs) -> Result<()> {
                 ),
             ],
         };
-        crate::plot::render(&fig, path)?;
+        descent::plot::render(&fig, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -20,8 +20,7 @@ mod weights;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Result;
-pub use args::{DataArgs, DeviceArgs, DeviceChoice, ModelArgs, open_gpu};
+use descent::error::Result;
 
 #[derive(Parser, Debug)]
 #[command(

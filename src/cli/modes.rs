@@ -11,12 +11,14 @@ use serde::Serialize;
 
 use super::args::{DataArgs, DeviceArgs, ModelArgs, check_output_file, load_data, make_backend};
 use super::train::mode_defaults;
-use crate::backend::{Backend, Setup};
-use crate::data::Dataset;
-use crate::error::{Error, Result};
-use crate::optim::{OptimConfig, Schedule, ScheduleKind};
-use crate::plot::modes::{ModeCurve, ModesFigure, StepPoint};
-use crate::train::{self, BatchSize, EpochRecord, Mode, Observer, Outcome, Position, TrainConfig};
+use descent::backend::{Backend, Setup};
+use descent::data::Dataset;
+use descent::error::{Error, Result};
+use descent::optim::{OptimConfig, Schedule, ScheduleKind};
+use descent::plot::modes::{ModeCurve, ModesFigure, StepPoint};
+use descent::train::{
+    self, BatchSize, EpochRecord, Mode, Observer, Outcome, Position, TrainConfig,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModesArgs {
@@ -190,7 +192,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
         )));
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     if let Some(p) = &args.json {
         check_output_file("--json", p)?;
@@ -276,7 +278,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let s = serde_json::to_string_pretty(&runs)
             .map_err(|e| Error::InvalidArg(format!("--json: {e}")))?;
-        crate::write_atomic(path, s.as_bytes())?;
+        descent::write_atomic(path, s.as_bytes())?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
@@ -298,7 +300,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
                 ),
             ],
         };
-        crate::plot::render(&fig, path)?;
+        descent::plot::render(&fig, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -380,9 +382,9 @@ fn run_mode(
         }
         seconds = next.elapsed;
     }
-    let test = backend.evaluate(crate::backend::Split::Test)?;
+    let test = backend.evaluate(descent::backend::Split::Test)?;
     let params = backend.params()?;
-    let train_eval = crate::cpu::evaluate(&spec, &params, &train_set, &mut None);
+    let train_eval = descent::cpu::evaluate(&spec, &params, &train_set, &mut None);
     let updates = rec.points.len();
     let steps = n.div_ceil(batch);
     let first: Vec<f64> = rec.points.iter().take(steps).map(|p| p.loss).collect();

@@ -9,13 +9,13 @@ use std::time::Instant;
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, load_data, open_gpu, resident_bytes};
-use crate::data::{Dataset, Splits};
-use crate::error::{Error, Result};
-use crate::model::{self, Activation, Loss, ModelSpec};
-use crate::optim::{OptimConfig, OptimizerKind, Schedule};
-use crate::overfit::{Experiment, REMEDY_NAMES, Remedy, add_label_noise};
-use crate::plot::overfit::OverfitFigure;
-use crate::prune;
+use descent::data::{Dataset, Splits};
+use descent::error::{Error, Result};
+use descent::model::{self, Activation, Loss, ModelSpec};
+use descent::optim::{OptimConfig, OptimizerKind, Schedule};
+use descent::overfit::{Experiment, REMEDY_NAMES, Remedy, add_label_noise};
+use descent::plot::overfit::OverfitFigure;
+use descent::prune;
 
 #[derive(Args, Debug, Clone)]
 pub struct OverfitArgs {
@@ -178,7 +178,7 @@ pub fn run(args: OverfitArgs) -> Result<()> {
     check(&args, &spec)?;
     let remedies = remedies(&args)?;
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     let Splits {
         train: all,
@@ -298,7 +298,7 @@ pub fn run(args: OverfitArgs) -> Result<()> {
             ),
             epochs: args.epochs,
         };
-        crate::plot::render(&fig, path)?;
+        descent::plot::render(&fig, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())

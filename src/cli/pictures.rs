@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::model::Checkpoint;
+use descent::model::Checkpoint;
 
 /// The checkpoint's `__metadata__` (empty when it has none or cannot be read: the checkpoint
 /// itself was already loaded, so this only decorates titles).

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::plot::curves::{CurvesFigure, RunInfo, parse_metrics};
-use crate::plot::{Run, XAxis, check_picture_path, render_bytes};
+use descent::error::{Error, Result};
+use descent::plot::curves::{CurvesFigure, RunInfo, parse_metrics};
+use descent::plot::{Run, XAxis, check_picture_path, render_bytes};
 
 #[derive(Args, Debug, Clone)]
 pub struct PlotArgs {
@@ -58,7 +58,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         title,
     };
     let bytes = render_bytes(&fig, format, &args.output)?;
-    crate::write_atomic(&args.output, &bytes)?;
+    descent::write_atomic(&args.output, &bytes)?;
     println!("wrote {}", args.output.display());
     Ok(())
 }

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::analysis::{logits, probabilities, ranked};
-use crate::data::PIXELS;
-use crate::error::{Error, Result};
-use crate::model::{self, Activation};
-use crate::predict::prepare_gray;
-use crate::sources::{self, Known, Missing, Preprocess, ReadOptions};
+use descent::analysis::{logits, probabilities, ranked};
+use descent::data::PIXELS;
+use descent::error::{Error, Result};
+use descent::model::{self, Activation};
+use descent::predict::prepare_gray;
+use descent::sources::{self, Known, Missing, Preprocess, ReadOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
@@ -51,7 +51,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                     p.display()
                 )));
             }
-            crate::check_output_file("--show-input", p)?;
+            descent::check_output_file("--show-input", p)?;
             if args.images.len() == 1 {
                 vec![p.clone()]
             } else {
@@ -99,7 +99,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                             path: out.clone(),
                             msg: e.to_string(),
                         })?;
-                    crate::write_atomic(out, &png)?;
+                    descent::write_atomic(out, &png)?;
                 }
                 outcomes.push(Ok(inputs.len() / PIXELS));
                 inputs.extend(gray.pixels().map(|p| p.0[0] as f32 / 255.0));

@@ -9,16 +9,16 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::args::{DataArgs, DeviceArgs, check_output_file, load_data, open_gpu, resident_bytes};
-use crate::backend::{Backend, Setup, Split};
-use crate::cpu::CpuBackend;
-use crate::data::{Dataset, Splits};
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBackend};
-use crate::model::{self, ModelSpec};
-use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
-use crate::plot::prune::{SweepFigure, SweepPoint};
-use crate::prune::{self, Importance};
-use crate::train::{self, EpochRecord, Observer, Position, TrainConfig};
+use descent::backend::{Backend, Setup, Split};
+use descent::cpu::CpuBackend;
+use descent::data::{Dataset, Splits};
+use descent::error::{Error, Result};
+use descent::gpu::{Gpu, GpuBackend};
+use descent::model::{self, ModelSpec};
+use descent::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use descent::plot::prune::{SweepFigure, SweepPoint};
+use descent::prune::{self, Importance};
+use descent::train::{self, EpochRecord, Observer, Position, TrainConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -306,7 +306,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         check_output_file("--out", p)?;
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     let ck = model::load_checkpoint(&args.checkpoint, None, None)?;
     let spec = ck.spec.clone();
@@ -422,7 +422,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
             units,
             finetune_epochs: args.finetune_epochs,
         };
-        crate::plot::render(&fig, path)?;
+        descent::plot::render(&fig, path)?;
         println!("wrote {}", path.display());
     }
     if let (Some(path), Some((p, params))) = (&args.out, last)

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::args::{DataArgs, DeviceArgs, check_output_file, load_data, make_backend};
 use super::train::mode_defaults;
-use crate::backend::Setup;
-use crate::data::Dataset;
-use crate::error::{Error, Result};
-use crate::model::{self, Activation, Init, Loss, ModelSpec};
-use crate::optim::{OptimConfig, OptimizerKind, Schedule};
-use crate::plot::sweep::{CellView, SweepFigure};
-use crate::train::{self, BatchSize, EpochRecord, Mode, Observer, Position, TrainConfig};
+use descent::backend::Setup;
+use descent::data::Dataset;
+use descent::error::{Error, Result};
+use descent::model::{self, Activation, Init, Loss, ModelSpec};
+use descent::optim::{OptimConfig, OptimizerKind, Schedule};
+use descent::plot::sweep::{CellView, SweepFigure};
+use descent::train::{self, BatchSize, EpochRecord, Mode, Observer, Position, TrainConfig};
 
 #[derive(Args, Debug, Clone)]
 pub struct SweepArgs {
@@ -290,7 +290,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         check_output_file("--out", p)?;
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     let cells = grid.cells(&args);
     let mut done: Vec<CellResult> = match (&args.out, args.resume) {
@@ -380,7 +380,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     }
     let fig = table(&grid, &cells, &done, &args);
     if let Some(p) = &args.plot {
-        crate::plot::render(&fig, p)?;
+        descent::plot::render(&fig, p)?;
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -460,7 +460,7 @@ fn run_cell(
     match train::train(backend.as_mut(), &cfg, n, &mut rec) {
         Ok((records, _)) => {
             let last = records.last();
-            let chance = 1.5 / crate::data::CLASSES as f64;
+            let chance = 1.5 / descent::data::CLASSES as f64;
             let blown = rec
                 .blowup
                 .filter(|_| last.is_some_and(|r| r.test_accuracy < chance));
@@ -505,7 +505,7 @@ impl Observer for Records {
     fn on_epoch(
         &mut self,
         r: &EpochRecord,
-        backend: &mut dyn crate::backend::Backend,
+        backend: &mut dyn descent::backend::Backend,
         _: &Position,
     ) -> Result<()> {
         if self.blowup.is_none() {
@@ -574,7 +574,7 @@ fn write_results(path: &Path, results: &[CellResult]) -> Result<()> {
         s.push_str(&line);
         s.push('\n');
     }
-    crate::write_atomic(path, s.as_bytes())
+    descent::write_atomic(path, s.as_bytes())
 }
 
 /// Prints the grid as a table and returns it as a heatmap.

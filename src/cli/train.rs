@@ -11,17 +11,17 @@ use super::args::{
     DataArgs, DeviceArgs, DeviceChoice, ModelArgs, check_output_dir, check_output_file, load,
     make_backend, open_gpu, resident_bytes,
 };
-use crate::backend::{Backend, Setup};
-use crate::data::{Dataset, Splits};
-use crate::error::{Error, Result};
-use crate::gpu::GpuBackend;
-use crate::model::{self, ModelSpec, ResumeState, TrainedOn};
-use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
-use crate::plot::curves::CurvePoint;
-use crate::plot::train::TrainPlot;
-use crate::rng;
-use crate::tensorboard::TensorBoard;
-use crate::train::{
+use descent::backend::{Backend, Setup};
+use descent::data::{Dataset, Splits};
+use descent::error::{Error, Result};
+use descent::gpu::GpuBackend;
+use descent::model::{self, ModelSpec, ResumeState, TrainedOn};
+use descent::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use descent::plot::curves::CurvePoint;
+use descent::plot::train::TrainPlot;
+use descent::rng;
+use descent::tensorboard::TensorBoard;
+use descent::train::{
     self, BatchSize, EpochRecord, Mode, Observer, Outcome, Position, StepLog, TrainConfig,
 };
 
@@ -338,7 +338,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         check_output_dir("--checkpoint-dir", dir)?;
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_picture_path("--plot", p)?;
+        descent::plot::check_picture_path("--plot", p)?;
     }
     if let Some(dir) = &args.tensorboard {
         check_output_dir("--tensorboard", dir)?;
@@ -528,7 +528,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config: config_json.clone(),
     };
     // Passes every epoch on to `obs`, pruning after it when --prune-sparsity asks.
-    let mut pruning = crate::prune::GradualPruning {
+    let mut pruning = descent::prune::GradualPruning {
         inner: &mut obs,
         schedule: args.prune.schedule(r.epochs)?,
         spec: r.spec.clone(),
@@ -652,7 +652,7 @@ impl Observer for CliObserver {
             }
             self.lines.push_str(&v.to_string());
             self.lines.push('\n');
-            crate::write_atomic(path, self.lines.as_bytes())?;
+            descent::write_atomic(path, self.lines.as_bytes())?;
         }
         let samples = self.points.last().map_or(0.0, |p| p.samples)
             + (r.samples_per_second * r.epoch_seconds).round();

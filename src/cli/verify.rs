@@ -3,10 +3,10 @@
 use clap::Args;
 
 use super::args::{DeviceArgs, DeviceChoice, open_gpu};
-use crate::error::{Error, Result};
-use crate::gpu::{MatmulVariant, verify};
-use crate::model::{Activation, Loss, ModelSpec};
-use crate::optim::{OptimConfig, OptimizerKind};
+use descent::error::{Error, Result};
+use descent::gpu::{MatmulVariant, verify};
+use descent::model::{Activation, Loss, ModelSpec};
+use descent::optim::{OptimConfig, OptimizerKind};
 
 #[derive(Args, Debug, Clone)]
 pub struct VerifyArgs {

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use clap::Args;
 
-use crate::error::{Error, Result};
+use descent::error::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct WebArgs {
@@ -138,28 +138,4 @@ fn reply(
         stream.write_all(body)?;
     }
     stream.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_stay_inside_the_folder() {
-        let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir.path().join("index.html"), "hi").expect("write");
-        std::fs::write(dir.path().join("a.wasm"), "w").expect("write");
-        let at = |t: &str| resolve(dir.path(), t);
-        assert_eq!(at("/"), Some(dir.path().join("index.html")));
-        assert_eq!(at("/a.wasm?v=1"), Some(dir.path().join("a.wasm")));
-        assert_eq!(at("/./a.wasm"), Some(dir.path().join("a.wasm")));
-        assert_eq!(at("/../etc/passwd"), None);
-        assert_eq!(at("/x/../../a.wasm"), None);
-        assert_eq!(at("/missing.js"), None);
-        assert_eq!(content_type(Path::new("m.wasm")), "application/wasm");
-        assert_eq!(
-            content_type(Path::new("t10k-images-idx3-ubyte.gz")),
-            "application/octet-stream"
-        );
-    }
 }

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::pictures::checkpoint_title;
-use crate::data::PIXELS;
-use crate::error::{Error, Result};
-use crate::model::{self, Activation};
-use crate::plot::grid::{Tile, TileGrid};
-use crate::plot::{check_picture_path, render_bytes};
+use descent::data::PIXELS;
+use descent::error::{Error, Result};
+use descent::model::{self, Activation};
+use descent::plot::grid::{Tile, TileGrid};
+use descent::plot::{check_picture_path, render_bytes};
 
 #[derive(Args, Debug, Clone)]
 pub struct WeightsArgs {
@@ -80,7 +80,7 @@ pub fn run(args: WeightsArgs) -> Result<()> {
         colour_bar: Some(scale),
     };
     let bytes = render_bytes(&fig, format, &args.png)?;
-    crate::write_atomic(&args.png, &bytes)?;
+    descent::write_atomic(&args.png, &bytes)?;
     println!("wrote {} ({n} units)", args.png.display());
     Ok(())
 }
