@@ -168,6 +168,30 @@ try {
   const nodata = await page.textContent('#error');
   check(/ubyte\.gz/.test(nodata) && /404/.test(nodata), `missing data is named: ${nodata}`);
   check(await page.locator('#train').isDisabled(), 'training is off without data');
+
+  // A browser without WebGPU (no --enable-unsafe-webgpu: requestAdapter gives null here): the
+  // notice says so, the CPU path is chosen and the WebGPU choice is off, and training works.
+  const plain = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  try {
+    const p2 = await plain.newPage();
+    await p2.goto(url);
+    await p2.waitForFunction(() => !document.getElementById('train').disabled &&
+      !/Checking|compiling/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+    const text = await p2.textContent('#notice');
+    check(/not available/.test(text) && (await p2.inputValue('#device')) === 'cpu' &&
+      await p2.locator('#device-gpu').isDisabled(), `without WebGPU: ${text}`);
+    await p2.fill('#limit', '640');
+    await p2.fill('#epochs', '1');
+    await p2.click('#train');
+    await p2.waitForFunction(() => /Done/.test(document.getElementById('status').textContent) &&
+      window.descentRecords.length === 1, null, { timeout: 120000 });
+    check(/^\d+\.\d\d%$/.test(await p2.textContent('#accuracy')), 'without WebGPU, the CPU path trains');
+  } finally {
+    await plain.close();
+  }
   if (failed) console.log(logs.join('\n'));
   await writeFile(join(out, 'accuracy.txt'), `${acc}\n`);
 } finally {
