@@ -150,64 +150,87 @@ impl SparseFirst {
     /// weight or form the gradient in `target` [K·N] banded, each band on its own thread when
     /// `parallel`. Each worker's share of the chunk comes by input (`Worker::cols`, which phase
     /// two filled), one sample alone as its row; or, given `whole` (the chunk's columns built
-    /// once), the chunk at once.
+    /// once), the chunk at once. With `next` (the next chunk's samples and the weight and bias,
+    /// which this pass then must not update), each band's thread goes on to the next chunk's
+    /// phase one for its band: one parallel pass less per chunk.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
-        &self,
+        &mut self,
         target: &mut [f32],
         workers: &[Worker],
         samples: &[u32],
         what: FirstGrad,
         parallel: bool,
         whole: Option<&BatchColumns>,
+        next: Option<Next<'_>>,
     ) {
-        let (x, k, n, band, dh) = (&self.x, self.k, self.n, self.band, &self.dh);
+        let bands = self.bands();
+        let (x, k, n, band, rows) = (&self.x, self.k, self.n, self.band, self.rows);
+        let dh = &self.dh;
         target[..k * n]
             .par_chunks_mut(k * band)
+            .zip(self.h.par_chunks_mut(rows * band))
             .enumerate()
-            .with_min_len(if parallel { 1 } else { self.bands() })
-            .for_each(|(j, t)| {
+            .with_min_len(if parallel { 1 } else { bands })
+            .for_each(|(j, (t, h))| {
                 let c = j * band..((j + 1) * band).min(n);
                 let nj = c.len();
-                if let Some(cols) = whole {
-                    let dh = &dh[c.start..];
-                    match what {
-                        FirstGrad::Fused { lr } => {
-                            sparse::sparse_sgd_update_cols(t, cols, dh, lr, nj, n)
-                        }
-                        FirstGrad::Grad { accumulate } => {
-                            sparse::sparse_matmul_backward_weight_cols(
-                                t, cols, dh, nj, n, accumulate,
-                            )
-                        }
-                    }
-                    return;
-                }
-                let shares = workers.iter().filter(|w| !w.share.is_empty());
-                for (w_i, w) in shares.enumerate() {
-                    let dh = &dh[w.share.start * n + c.start..];
-                    let s = &samples[w.share.clone()];
-                    let one = s.len() == 1;
-                    match what {
-                        FirstGrad::Fused { lr } if one => {
-                            sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n)
-                        }
-                        FirstGrad::Fused { lr } => {
-                            sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n)
-                        }
-                        FirstGrad::Grad { accumulate } => {
-                            let acc = accumulate || w_i > 0;
-                            match one {
-                                true => {
-                                    sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc)
-                                }
-                                false => sparse::sparse_matmul_backward_weight_cols(
-                                    t, &w.cols, dh, nj, n, acc,
-                                ),
-                            }
-                        }
-                    }
+                band_backward(t, x, dh, workers, samples, what, whole, c.clone(), n);
+                if let Some(nx) = &next {
+                    let w = &nx.w1[j * k * band..][..k * nj];
+                    sparse::sparse_matmul_forward(h, x, nx.samples, w, &nx.bias[c], nj);
                 }
             });
+    }
+}
+
+/// The next chunk, for phase three to run its phase one: its samples, the first weight [K·N]
+/// banded and its bias [N].
+pub(super) struct Next<'a> {
+    pub samples: &'a [u32],
+    pub w1: &'a [f32],
+    pub bias: &'a [f32],
+}
+
+/// Phase three for the band of outputs `c` (of `n`): into `t` [K, c.len()].
+#[allow(clippy::too_many_arguments)]
+fn band_backward(
+    t: &mut [f32],
+    x: &SparseRows,
+    dh: &[f32],
+    workers: &[Worker],
+    samples: &[u32],
+    what: FirstGrad,
+    whole: Option<&BatchColumns>,
+    c: Range<usize>,
+    n: usize,
+) {
+    let nj = c.len();
+    if let Some(cols) = whole {
+        let dh = &dh[c.start..];
+        match what {
+            FirstGrad::Fused { lr } => sparse::sparse_sgd_update_cols(t, cols, dh, lr, nj, n),
+            FirstGrad::Grad { accumulate } => {
+                sparse::sparse_matmul_backward_weight_cols(t, cols, dh, nj, n, accumulate)
+            }
+        }
+        return;
+    }
+    let shares = workers.iter().filter(|w| !w.share.is_empty());
+    for (w_i, w) in shares.enumerate() {
+        let dh = &dh[w.share.start * n + c.start..];
+        let s = &samples[w.share.clone()];
+        let one = s.len() == 1;
+        match what {
+            FirstGrad::Fused { lr } if one => sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n),
+            FirstGrad::Fused { lr } => sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n),
+            FirstGrad::Grad { accumulate } => {
+                let acc = accumulate || w_i > 0;
+                match one {
+                    true => sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc),
+                    false => sparse::sparse_matmul_backward_weight_cols(t, &w.cols, dh, nj, n, acc),
+                }
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
-use first_layer::{FirstGrad, SparseFirst};
+use first_layer::{FirstGrad, Next, SparseFirst};
 use kernels::*;
 use rayon::prelude::*;
 use sparse::SparseRows;
@@ -582,14 +582,18 @@ impl CpuBackend {
         let (spec, layers, train) = (&self.spec, &self.layers, &*self.train);
         let (p_drop, seed) = (self.dropout, self.seed);
         let l0 = &layers[0];
+        let threads = self.workers.len();
+        let used_for = |bc: usize| (bc / MIN_ROWS_PER_WORKER).clamp(1, threads);
+        let bias = &self.params[l0.b_off..l0.b_off + l0.out];
+        // Phase one of the first chunk; each later chunk's runs in the phase three before it.
+        let bc = len.min(first.rows);
+        first.forward(&self.params, bias, &batch[..bc], used_for(bc) > 1);
         let mut c0 = 0;
         while c0 < len {
             let bc = (len - c0).min(first.rows);
             let samples = &batch[c0..c0 + bc];
-            let used = (bc / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+            let used = used_for(bc);
             let parallel = used > 1;
-            let bias = &self.params[l0.b_off..l0.b_off + l0.out];
-            first.forward(&self.params, bias, samples, parallel);
             let per = bc.div_ceil(used);
             let n = l0.out;
             // Each worker's output gradient goes to its rows of the shared dh, for phase three.
@@ -625,11 +629,26 @@ impl CpuBackend {
             first.dh = dh;
             let workers = &self.workers[..used];
             let cols = prepared.as_ref().map(|w| &w.cols[c0 / first.rows]);
+            let rest = &batch[c0 + bc..];
             if fused {
+                // One chunk only: the weight it updates is read by no later phase one.
                 let what = FirstGrad::Fused { lr: h.lr };
-                first.backward(&mut self.params, workers, samples, what, parallel, cols);
+                first.backward(
+                    &mut self.params,
+                    workers,
+                    samples,
+                    what,
+                    parallel,
+                    cols,
+                    None,
+                );
             } else {
                 let what = FirstGrad::Grad { accumulate: c0 > 0 };
+                let next = (!rest.is_empty()).then(|| Next {
+                    samples: &rest[..rest.len().min(first.rows)],
+                    w1: &self.params,
+                    bias: &self.params[l0.b_off..l0.b_off + l0.out],
+                });
                 first.backward(
                     &mut self.first_grads,
                     workers,
@@ -637,6 +656,7 @@ impl CpuBackend {
                     what,
                     parallel,
                     cols,
+                    next,
                 );
             }
             c0 += bc;
