@@ -574,7 +574,7 @@ fn measure_all(
         out[i] = if p > cut || p > NEAR * best {
             (f, p, true)
         } else {
-            let t = scratch.time(g, kernel, mm, f, best)?;
+            let t = scratch.time(g, kernel, mm, f, p, best)?;
             best = best.min(t);
             (f, t, false)
         };
@@ -695,17 +695,26 @@ impl Scratch {
         Ok(p)
     }
 
-    /// The fastest wall time of one dispatch of `mm` in `form`, in seconds: a warm-up run, then
-    /// (unless it took over [`NEAR`] times `best`) the better of two submits of back-to-back
-    /// dispatches lasting about TARGET each.
-    fn time(&self, g: &Gpu, kernel: Kernel, mm: &Mm, form: Form, best: f64) -> Result<f64> {
+    /// The fastest wall time of one dispatch of `mm` in `form`, in seconds: the better of two
+    /// submits of back-to-back dispatches lasting about TARGET each by the probe's `estimate`
+    /// (one, when it took over [`NEAR`] times `best`). The probe was the warm-up: the shader is
+    /// compiled and the buffers touched.
+    fn time(
+        &self,
+        g: &Gpu,
+        kernel: Kernel,
+        mm: &Mm,
+        form: Form,
+        estimate: f64,
+        best: f64,
+    ) -> Result<f64> {
         let plan = self.plan(g, kernel, mm, form, g.kernels.groups(form, mm.m, mm.n))?;
-        let warm = run(g, &plan, 1)?;
-        if warm > NEAR * best {
-            return Ok(warm);
+        let reps = ((TARGET.as_secs_f64() / estimate.max(1e-7)) as usize).clamp(1, 64);
+        let first = run(g, &plan, reps)?;
+        if first > NEAR * best {
+            return Ok(first);
         }
-        let reps = ((TARGET.as_secs_f64() / warm.max(1e-7)) as usize).clamp(1, 64);
-        Ok(run(g, &plan, reps)?.min(run(g, &plan, reps)?))
+        Ok(first.min(run(g, &plan, reps)?))
     }
 
     /// The one-dispatch plan of `mm` in `form` over these buffers.
