@@ -73,9 +73,10 @@ fn sgd(momentum: f32) -> OptimConfig {
     OptimConfig::sgd(momentum)
 }
 
-/// Trains `steps` steps of `case` on both routes from the same start; compares the per-step
-/// losses, the final parameters and optimizer state, and the test evaluation.
-fn same_training(case: &Case, steps: usize) {
+/// Trains `epochs` epochs of `steps` steps of `case` on both routes from the same start;
+/// compares the per-step losses, the final parameters and optimizer state, and the test
+/// evaluation.
+fn same_training(case: &Case, steps: usize, epochs: usize) {
     let spec = ModelSpec::new(case.hidden, Activation::Relu, Loss::Xent);
     let n = case.batch * steps;
     let train = Arc::new(sparse_pixels(n, 1));
@@ -118,24 +119,30 @@ fn same_training(case: &Case, steps: usize) {
     let hyper: Vec<StepHyper> = (0..steps as u64)
         .map(|t| case.optim.step_hyper(t, lr))
         .collect();
-    let order = rng::permutation(n, 5, rng::stream::SHUFFLE);
-    for b in [&mut fast, &mut dense] {
-        b.begin_epoch(&order, &hyper, 0).unwrap();
-        for s in 0..steps {
-            b.step(s, s * case.batch, case.batch).unwrap();
-        }
-        b.end_epoch().unwrap();
-    }
-    let what = format!("{} ({} steps of {})", case.name, steps, case.batch);
+    let what = format!("{} ({epochs} × {steps} steps of {})", case.name, case.batch);
     let check = |kernel: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32| {
         let row = compare(kernel, what.clone(), got, want, atol, rtol);
         assert!(row.pass(), "{row:?}");
     };
-    let (lf, ld) = (
-        fast.step_loss_sums().unwrap(),
-        dense.step_loss_sums().unwrap(),
-    );
-    check("losses", &lf, &ld, 1e-4, 1e-4);
+    for epoch in 0..epochs {
+        let order = rng::permutation(n, 5 + epoch as u32, rng::stream::SHUFFLE);
+        for b in [&mut fast, &mut dense] {
+            b.begin_epoch(&order, &hyper, 0).unwrap();
+            for s in 0..steps {
+                b.step(s, s * case.batch, case.batch).unwrap();
+            }
+            b.end_epoch().unwrap();
+        }
+        // A full batch over a permutation runs in sample order on the sparse route (when
+        // dropout does not key on positions): the comparison below covers that path too.
+        let whole = steps == 1 && case.dropout == 0.0;
+        assert_eq!(fast.full_batch_in_sample_order(), whole, "{what}");
+        let (lf, ld) = (
+            fast.step_loss_sums().unwrap(),
+            dense.step_loss_sums().unwrap(),
+        );
+        check("losses", &lf, &ld, 1e-4, 1e-4);
+    }
     let (pf, pd) = (fast.params().unwrap(), dense.params().unwrap());
     check("params", &pf, &pd, 1e-5, 1e-3);
     // Training moved the parameters, so the comparison above means something.
@@ -206,7 +213,28 @@ fn the_sparse_route_trains_like_the_dense_one() {
     // other side of the relu's kink on one route, and that sample's gradient through the unit
     // differs by a whole term (seen at step 11 of the chunked case), which is not a defect.
     for case in &cases {
-        same_training(case, 8);
+        same_training(case, 8, 1);
+    }
+}
+
+#[test]
+fn a_full_batch_in_sample_order_trains_like_the_dense_route() {
+    let _serial = serial();
+    // 1300 samples: several chunks (256 rows per thread), the last partial; each epoch a
+    // different permutation.
+    let full = |name, optim| Case {
+        name,
+        hidden: &[128],
+        batch: 1300,
+        optim,
+        dropout: 0.0,
+        mask: false,
+    };
+    for case in [
+        full("sgd, full batch", sgd(0.0)),
+        full("momentum, full batch", sgd(0.9)),
+    ] {
+        same_training(&case, 1, 3);
     }
 }
 
@@ -289,6 +317,36 @@ fn a_step_does_not_allocate() {
             "batch {batch}, {device}: {made} allocations in {steps} steps"
         );
     }
+    // The full batch in sample order (no dropout): one step per epoch.
+    let made = pool.install(|| {
+        let optim = sgd(0.0);
+        let mut b = CpuBackend::new(Setup {
+            spec: spec.clone(),
+            params: spec.init_params(Init::Auto, 1),
+            train: data.clone(),
+            test: data.clone(),
+            val: None,
+            batch: 2048,
+            optim,
+            dropout: 0.0,
+            seed: 0,
+        });
+        let hyper = [optim.step_hyper(0, 0.01)];
+        let order = rng::permutation(2048, 1, rng::stream::SHUFFLE);
+        let mut made = 0;
+        for epoch in 0..4 {
+            b.begin_epoch(&order, &hyper, 0).unwrap();
+            assert!(b.full_batch_in_sample_order());
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            b.step(0, 0, 2048).unwrap();
+            if epoch >= 2 {
+                made += ALLOCATIONS.load(Ordering::SeqCst) - before;
+            }
+            b.end_epoch().unwrap();
+        }
+        made
+    });
+    assert_eq!(made, 0, "full batch: {made} allocations in 2 steps");
 }
 
 #[test]

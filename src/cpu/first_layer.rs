@@ -11,7 +11,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Worker;
-use super::sparse::{self, SparseRows};
+use super::sparse::{self, BatchColumns, SparseRows};
 
 pub(super) struct SparseFirst {
     pub x: SparseRows,
@@ -26,6 +26,30 @@ pub(super) struct SparseFirst {
     h: Vec<f32>,
     /// dh: [rows, N], the chunk's gradient at the first layer's output (phase two writes it).
     pub dh: Vec<f32>,
+    /// The full batch's fixed chunks, when every step may be the whole training set.
+    pub whole: Option<WholeBatch>,
+}
+
+/// A full-batch step in sample order. The gradient of the whole training set does not depend on
+/// the order it is visited in, so such a step runs samples 0..n in chunks that are the same at
+/// every step, and each chunk's transpose (by input, for phase three) is built once here rather
+/// than at every step.
+pub(super) struct WholeBatch {
+    /// samples: [n], 0..n.
+    pub samples: Vec<u32>,
+    /// cols[c]: chunk c's non-zeros by input (samples c·rows..).
+    pub cols: Vec<BatchColumns>,
+}
+
+impl WholeBatch {
+    fn new(x: &SparseRows, rows: usize) -> Self {
+        let samples: Vec<u32> = (0..x.len() as u32).collect();
+        let cols = samples
+            .par_chunks(rows)
+            .map(|c| BatchColumns::of(x, c))
+            .collect();
+        WholeBatch { samples, cols }
+    }
 }
 
 /// What the third phase does with the first layer's output gradient.
@@ -38,11 +62,13 @@ pub(super) enum FirstGrad {
 }
 
 impl SparseFirst {
-    pub fn new(x: SparseRows, n: usize, threads: usize, rows: usize) -> Self {
+    /// With `whole`, the full batch's chunks are prepared (see [`WholeBatch`]).
+    pub fn new(x: SparseRows, n: usize, threads: usize, rows: usize, whole: bool) -> Self {
         let k = x.width();
         let n = n.max(1);
         let band = n.div_ceil(threads.max(1)).next_multiple_of(8).min(n.max(1));
         let bands = n.div_ceil(band);
+        let whole = (whole && rows <= sparse::MAX_CHUNK).then(|| WholeBatch::new(&x, rows));
         SparseFirst {
             x,
             k,
@@ -51,6 +77,7 @@ impl SparseFirst {
             rows,
             h: vec![0.0; bands * rows * band],
             dh: vec![0.0; rows * n],
+            whole,
         }
     }
 
@@ -122,48 +149,88 @@ impl SparseFirst {
     /// Phase three: from the chunk's output gradient `dh` (for its `samples`), update the
     /// weight or form the gradient in `target` [K·N] banded, each band on its own thread when
     /// `parallel`. Each worker's share of the chunk comes by input (`Worker::cols`, which phase
-    /// two filled), one sample alone as its row.
+    /// two filled), one sample alone as its row; or, given `whole` (the chunk's columns built
+    /// once), the chunk at once. With `next` (the next chunk's samples and the weight and bias,
+    /// which this pass then must not update), each band's thread goes on to the next chunk's
+    /// phase one for its band: one parallel pass less per chunk.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
-        &self,
+        &mut self,
         target: &mut [f32],
         workers: &[Worker],
         samples: &[u32],
         what: FirstGrad,
         parallel: bool,
+        whole: Option<&BatchColumns>,
+        next: Option<Next<'_>>,
     ) {
-        let (x, k, n, band, dh) = (&self.x, self.k, self.n, self.band, &self.dh);
+        let bands = self.bands();
+        let (x, k, n, band, rows) = (&self.x, self.k, self.n, self.band, self.rows);
+        let dh = &self.dh;
         target[..k * n]
             .par_chunks_mut(k * band)
+            .zip(self.h.par_chunks_mut(rows * band))
             .enumerate()
-            .with_min_len(if parallel { 1 } else { self.bands() })
-            .for_each(|(j, t)| {
+            .with_min_len(if parallel { 1 } else { bands })
+            .for_each(|(j, (t, h))| {
                 let c = j * band..((j + 1) * band).min(n);
                 let nj = c.len();
-                let shares = workers.iter().filter(|w| !w.share.is_empty());
-                for (w_i, w) in shares.enumerate() {
-                    let dh = &dh[w.share.start * n + c.start..];
-                    let s = &samples[w.share.clone()];
-                    let one = s.len() == 1;
-                    match what {
-                        FirstGrad::Fused { lr } if one => {
-                            sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n)
-                        }
-                        FirstGrad::Fused { lr } => {
-                            sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n)
-                        }
-                        FirstGrad::Grad { accumulate } => {
-                            let acc = accumulate || w_i > 0;
-                            match one {
-                                true => {
-                                    sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc)
-                                }
-                                false => sparse::sparse_matmul_backward_weight_cols(
-                                    t, &w.cols, dh, nj, n, acc,
-                                ),
-                            }
-                        }
-                    }
+                band_backward(t, x, dh, workers, samples, what, whole, c.clone(), n);
+                if let Some(nx) = &next {
+                    let w = &nx.w1[j * k * band..][..k * nj];
+                    sparse::sparse_matmul_forward(h, x, nx.samples, w, &nx.bias[c], nj);
                 }
             });
+    }
+}
+
+/// The next chunk, for phase three to run its phase one: its samples, the first weight [K·N]
+/// banded and its bias [N].
+pub(super) struct Next<'a> {
+    pub samples: &'a [u32],
+    pub w1: &'a [f32],
+    pub bias: &'a [f32],
+}
+
+/// Phase three for the band of outputs `c` (of `n`): into `t` [K, c.len()].
+#[allow(clippy::too_many_arguments)]
+fn band_backward(
+    t: &mut [f32],
+    x: &SparseRows,
+    dh: &[f32],
+    workers: &[Worker],
+    samples: &[u32],
+    what: FirstGrad,
+    whole: Option<&BatchColumns>,
+    c: Range<usize>,
+    n: usize,
+) {
+    let nj = c.len();
+    if let Some(cols) = whole {
+        let dh = &dh[c.start..];
+        match what {
+            FirstGrad::Fused { lr } => sparse::sparse_sgd_update_cols(t, cols, dh, lr, nj, n),
+            FirstGrad::Grad { accumulate } => {
+                sparse::sparse_matmul_backward_weight_cols(t, cols, dh, nj, n, accumulate)
+            }
+        }
+        return;
+    }
+    let shares = workers.iter().filter(|w| !w.share.is_empty());
+    for (w_i, w) in shares.enumerate() {
+        let dh = &dh[w.share.start * n + c.start..];
+        let s = &samples[w.share.clone()];
+        let one = s.len() == 1;
+        match what {
+            FirstGrad::Fused { lr } if one => sparse::sparse_sgd_update(t, x, s, dh, lr, nj, n),
+            FirstGrad::Fused { lr } => sparse::sparse_sgd_update_cols(t, &w.cols, dh, lr, nj, n),
+            FirstGrad::Grad { accumulate } => {
+                let acc = accumulate || w_i > 0;
+                match one {
+                    true => sparse::sparse_matmul_backward_weight(t, x, s, dh, nj, n, acc),
+                    false => sparse::sparse_matmul_backward_weight_cols(t, &w.cols, dh, nj, n, acc),
+                }
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, StepHyper};
-use first_layer::{FirstGrad, SparseFirst};
+use first_layer::{FirstGrad, Next, SparseFirst};
 use kernels::*;
 use rayon::prelude::*;
 use sparse::SparseRows;
@@ -388,6 +388,11 @@ pub struct CpuBackend {
     first_grads: Vec<f32>,
     /// reference: [num_params], the parameters in the reference layout, for evaluation.
     reference: Vec<f32>,
+    /// Whether this epoch's order is a permutation of the training set, so that a step over all
+    /// of it may run in sample order (the sparse route's [`first_layer::WholeBatch`]);
+    /// `seen`: [n_train], the check's scratch, kept when there is such a route.
+    whole_order: bool,
+    seen: Vec<bool>,
 }
 
 impl CpuBackend {
@@ -426,7 +431,10 @@ impl CpuBackend {
                     .div_ceil(threads)
                     .max(batch.min(2 * MIN_ROWS_PER_WORKER))
                     .clamp(1, CHUNK_ROWS);
-                SparseFirst::new(x, layers[0].out, threads, rows * threads)
+                // Dropout's masks are keyed by a sample's position in the batch, so only
+                // without it may a full batch run in sample order.
+                let whole = batch >= train.len() && dropout == 0.0;
+                SparseFirst::new(x, layers[0].out, threads, rows * threads, whole)
             });
         let rows = match &first {
             Some(f) => f.rows.div_ceil(threads),
@@ -468,12 +476,23 @@ impl CpuBackend {
             stats: EpochStats::default(),
             step_sums: Vec::new(),
             mask: None,
+            seen: match first.as_ref().and_then(|f| f.whole.as_ref()) {
+                Some(w) => vec![false; w.samples.len()],
+                None => Vec::new(),
+            },
             first,
             first_grads,
             reference: Vec::new(),
+            whole_order: false,
         };
         b.store(&params, Tensor::Params);
         b
+    }
+
+    /// Whether a step over this epoch's whole order runs the training set in sample order
+    /// (the sparse route at full batch, without dropout; the order a permutation).
+    pub fn full_batch_in_sample_order(&self) -> bool {
+        self.whole_order
     }
 
     fn state_count(&self) -> usize {
@@ -535,9 +554,20 @@ impl CpuBackend {
     /// The sparse route's passes, chunk by chunk: the first layer's product by bands of
     /// outputs, the rest of the model by shares of samples, then the first layer's gradient (or,
     /// `fused`, its plain SGD update) by bands again. Returns whether it updated the weight.
-    fn sparse_passes(&mut self, h: &StepHyper, batch: &[u32]) -> bool {
+    /// With `whole` (the batch is this epoch's whole order, a permutation of the training set),
+    /// the samples run in their own order through the chunks prepared for it.
+    fn sparse_passes(&mut self, h: &StepHyper, batch: &[u32], whole: bool) -> bool {
         let Some(first) = self.first.as_mut() else {
             return false;
+        };
+        // Moved out for the step, so that the chunks can borrow it beside `first`.
+        let prepared = match whole {
+            true => first.whole.take(),
+            false => None,
+        };
+        let batch = match &prepared {
+            Some(w) => &w.samples[..],
+            None => batch,
         };
         let len = batch.len();
         let cfg = &self.optim;
@@ -552,14 +582,18 @@ impl CpuBackend {
         let (spec, layers, train) = (&self.spec, &self.layers, &*self.train);
         let (p_drop, seed) = (self.dropout, self.seed);
         let l0 = &layers[0];
+        let threads = self.workers.len();
+        let used_for = |bc: usize| (bc / MIN_ROWS_PER_WORKER).clamp(1, threads);
+        let bias = &self.params[l0.b_off..l0.b_off + l0.out];
+        // Phase one of the first chunk; each later chunk's runs in the phase three before it.
+        let bc = len.min(first.rows);
+        first.forward(&self.params, bias, &batch[..bc], used_for(bc) > 1);
         let mut c0 = 0;
         while c0 < len {
             let bc = (len - c0).min(first.rows);
             let samples = &batch[c0..c0 + bc];
-            let used = (bc / MIN_ROWS_PER_WORKER).clamp(1, self.workers.len());
+            let used = used_for(bc);
             let parallel = used > 1;
-            let bias = &self.params[l0.b_off..l0.b_off + l0.out];
-            first.forward(&self.params, bias, samples, parallel);
             let per = bc.div_ceil(used);
             let n = l0.out;
             // Each worker's output gradient goes to its rows of the shared dh, for phase three.
@@ -577,7 +611,7 @@ impl CpuBackend {
                     first_ref.copy_rows(&mut ws.activations[1], lo, b);
                     let mine = &samples[lo..lo + b];
                     sparse::gather_labels(&mut ws.labels, &train.labels, mine);
-                    if b > 1 {
+                    if b > 1 && prepared.is_none() {
                         w.cols.fill(&first_ref.x, mine);
                     }
                     let drop = dropout_ctx(p_drop, seed, h.t, c0 + lo);
@@ -594,14 +628,41 @@ impl CpuBackend {
                 });
             first.dh = dh;
             let workers = &self.workers[..used];
+            let cols = prepared.as_ref().map(|w| &w.cols[c0 / first.rows]);
+            let rest = &batch[c0 + bc..];
             if fused {
+                // One chunk only: the weight it updates is read by no later phase one.
                 let what = FirstGrad::Fused { lr: h.lr };
-                first.backward(&mut self.params, workers, samples, what, parallel);
+                first.backward(
+                    &mut self.params,
+                    workers,
+                    samples,
+                    what,
+                    parallel,
+                    cols,
+                    None,
+                );
             } else {
                 let what = FirstGrad::Grad { accumulate: c0 > 0 };
-                first.backward(&mut self.first_grads, workers, samples, what, parallel);
+                let next = (!rest.is_empty()).then(|| Next {
+                    samples: &rest[..rest.len().min(first.rows)],
+                    w1: &self.params,
+                    bias: &self.params[l0.b_off..l0.b_off + l0.out],
+                });
+                first.backward(
+                    &mut self.first_grads,
+                    workers,
+                    samples,
+                    what,
+                    parallel,
+                    cols,
+                    next,
+                );
             }
             c0 += bc;
+        }
+        if prepared.is_some() {
+            first.whole = prepared;
         }
         fused
     }
@@ -656,6 +717,14 @@ impl Backend for CpuBackend {
         self.hyper.extend_from_slice(hyper);
         self.stats = EpochStats::default();
         self.step_sums.clear();
+        // Only the sparse route keeps `seen`: a permutation of it may run in sample order.
+        self.whole_order = !self.seen.is_empty() && order.len() == self.seen.len() && {
+            self.seen.fill(false);
+            order.iter().all(|&s| {
+                let s = s as usize;
+                s < self.seen.len() && !std::mem::replace(&mut self.seen[s], true)
+            })
+        };
         // Steps then push without allocating.
         self.step_sums.reserve(hyper.len());
         Ok(())
@@ -682,10 +751,11 @@ impl Backend for CpuBackend {
             w.loss = 0.0;
             w.active = false;
         }
+        let whole = self.whole_order && len == order.len();
         let (skip, fused) = match self.first.is_some() {
             true => (
                 self.layers[0].inp * self.layers[0].out,
-                self.sparse_passes(&h, batch),
+                self.sparse_passes(&h, batch, whole),
             ),
             false => {
                 self.dense_passes(&h, batch);

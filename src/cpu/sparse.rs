@@ -110,20 +110,42 @@ pub struct BatchColumns {
     start: Vec<u32>,
     /// cursor: [K], filling positions.
     cursor: Vec<u32>,
-    /// row: [nnz], the entry's sample as a position in the chunk; value: [nnz].
-    row: Vec<u32>,
+    /// row: [nnz], the entry's sample as a position in the chunk (16 bits: a chunk holds at
+    /// most [`MAX_CHUNK`] samples, and the column pass reads fewer bytes); value: [nnz].
+    row: Vec<u16>,
     value: Vec<f32>,
 }
 
+/// The most samples one [`BatchColumns`] holds.
+pub const MAX_CHUNK: usize = 1 << 16;
+
 impl BatchColumns {
-    /// Room for chunks of up to `rows` samples of `width` inputs.
+    /// Room for chunks of up to `rows` (at most [`MAX_CHUNK`]) samples of `width` inputs.
     pub fn new(width: usize, rows: usize) -> Self {
+        assert!(rows <= MAX_CHUNK, "a chunk of {rows} rows");
         BatchColumns {
             start: vec![0; width + 1],
             cursor: vec![0; width],
             row: Vec::with_capacity(rows * width),
             value: Vec::with_capacity(rows * width),
         }
+    }
+
+    /// The non-zeros of `samples` `[B]` (B at most [`MAX_CHUNK`]), by input, in buffers of
+    /// exactly their size: for columns built once and kept.
+    pub fn of(x: &SparseRows, samples: &[u32]) -> Self {
+        assert!(
+            samples.len() <= MAX_CHUNK,
+            "a chunk of {} rows",
+            samples.len()
+        );
+        let mut c = BatchColumns {
+            start: vec![0; x.width + 1],
+            cursor: vec![0; x.width],
+            ..Default::default()
+        };
+        c.fill(x, samples);
+        c
     }
 
     /// The non-zeros of `samples` `[B]` (B at most the rows given to `new`), by input.
@@ -145,7 +167,7 @@ impl BatchColumns {
             let (idx, val) = x.row(s as usize);
             for (&i, &v) in idx.iter().zip(val) {
                 let at = &mut self.cursor[i as usize];
-                self.row[*at as usize] = b as u32;
+                self.row[*at as usize] = b as u16;
                 self.value[*at as usize] = v;
                 *at += 1;
             }

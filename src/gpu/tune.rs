@@ -28,8 +28,19 @@ const FORMAT: u32 = 1;
 /// Rows the parity check runs at most (the twin is plain loops; the form's code paths do not
 /// depend on the row count past a few tiles).
 const PARITY_ROWS: usize = 256;
-/// Reduction terms a probe runs (a multiple of 4, as the vec4 forms read them).
-const PROBE_K: usize = 32;
+/// Reduction terms a probe runs at most (a multiple of 4, as the vec4 forms read them): enough
+/// that a fast form's probe is not mostly the dispatch's fixed cost, scaled up with it.
+const PROBE_K: usize = 64;
+/// Workgroups a probe runs at most along each axis of the output: a slow form's probe then
+/// costs a few of its workgroups, not the whole product (lavapipe runs a tiled weight
+/// gradient's 392 workgroups in about 100 ms).
+const PROBE_GROUPS: u32 = 2;
+/// A form whose probe is over this many times the best probe is not timed in full (after a
+/// second look).
+const CUT: f64 = 4.0;
+/// Nor one whose probe, or first full run, is over this many times the best full time so far:
+/// probes come within about a third of the full time here, so such a form would not win.
+const NEAR: f64 = 2.0;
 /// Wall time one timing submit aims for.
 const TARGET: Duration = Duration::from_millis(2);
 
@@ -111,8 +122,9 @@ pub struct Candidate {
     pub micros: Option<f64>,
     /// Whether it matched the CPU twin (None: not checked).
     pub parity: Option<bool>,
-    /// `micros` is only a short reduction's time scaled to the whole: that was over four times
-    /// the best such estimate, so the form was not timed in full.
+    /// `micros` is only a probe's time scaled to the whole (a part of the product): that was
+    /// over four times the best probe or twice the best full time, so the form was not timed in
+    /// full.
     #[serde(default)]
     pub estimate: bool,
 }
@@ -166,6 +178,9 @@ pub struct TuneReport {
     pub entries: Vec<TuneEntry>,
     /// Wall time spent checking and timing (zero when everything came from the cache).
     pub elapsed: Duration,
+    /// The part of `elapsed` that was each form's first run, where a driver may compile the
+    /// shader (lavapipe does): what any first use of the chosen forms costs anyway.
+    pub compile: Duration,
 }
 
 impl TuneReport {
@@ -178,6 +193,7 @@ impl TuneReport {
             cache_notes: Vec::new(),
             entries: Vec::new(),
             elapsed: Duration::ZERO,
+            compile: Duration::ZERO,
         }
     }
 
@@ -206,11 +222,12 @@ impl fmt::Display for TuneReport {
         }
         writeln!(
             f,
-            "matmul forms: measured on {} ({} products: {} timed in {:.0} ms, {} from the cache{})",
+            "matmul forms: measured on {} ({} products: {} timed in {:.0} ms ({:.0} of them first runs, compiling), {} from the cache{})",
             self.adapter,
             self.entries.len(),
             self.measured(),
             self.elapsed.as_secs_f64() * 1e3,
+            self.compile.as_secs_f64() * 1e3,
             self.from_cache(),
             match &self.cache {
                 Some(p) => format!(" {}", p.display()),
@@ -369,6 +386,8 @@ pub fn tune_model(g: &Gpu, spec: &ModelSpec, rows: usize, pixels: bool) -> Resul
             .and_then(|e| Some((Form::from_name(&e.form)?, e.candidates.clone())))
     };
     let mut fresh = Vec::new();
+    // Seconds of first runs (see TuneReport::compile).
+    let mut compile = 0.0;
     let packed = (g.fuse && pixels)
         .then(|| packable(g, spec, rows))
         .flatten();
@@ -392,15 +411,16 @@ pub fn tune_model(g: &Gpu, spec: &ModelSpec, rows: usize, pixels: bool) -> Resul
                 .into_iter()
                 .enumerate()
                 {
-                    let input = measure_all(g, kernel, &mm, &[Form::Input], i as u32)?
-                        .pop()
-                        .unwrap_or(Candidate {
-                            form: Form::Input.name().to_owned(),
-                            micros: None,
-                            parity: None,
-                            estimate: false,
-                        });
-                    let best = measure_all(g, kernel, &mm, &CANDIDATES, i as u32)?;
+                    let input =
+                        measure_all(g, kernel, &mm, &[Form::Input], i as u32, &mut compile)?
+                            .pop()
+                            .unwrap_or(Candidate {
+                                form: Form::Input.name().to_owned(),
+                                micros: None,
+                                parity: None,
+                                estimate: false,
+                            });
+                    let best = measure_all(g, kernel, &mm, &CANDIDATES, i as u32, &mut compile)?;
                     let (_, t_best) = fastest(&best).unwrap_or((Form::Scalar, f64::INFINITY));
                     timed.insert(mm.key(kernel), best.clone());
                     total[0] += input
@@ -457,7 +477,9 @@ pub fn tune_model(g: &Gpu, spec: &ModelSpec, rows: usize, pixels: bool) -> Resul
             _ => {
                 let c = match timed.remove(&key) {
                     Some(c) => c,
-                    None => measure_all(g, p.kernel, &p.mm, &CANDIDATES, 10 + i as u32)?,
+                    None => {
+                        measure_all(g, p.kernel, &p.mm, &CANDIDATES, 10 + i as u32, &mut compile)?
+                    }
                 };
                 let f = fastest(&c).map(|(f, _)| f).unwrap_or(Form::Scalar);
                 fresh.push(CacheEntry {
@@ -482,6 +504,7 @@ pub fn tune_model(g: &Gpu, spec: &ModelSpec, rows: usize, pixels: bool) -> Resul
     }
     if report.measured() > 0 {
         report.elapsed = start.elapsed();
+        report.compile = Duration::from_secs_f64(compile);
     }
     if let (Some(path), false) = (&t.cache, fresh.is_empty()) {
         // The cache only saves time: a file that cannot be written is reported, not fatal.
@@ -503,14 +526,17 @@ fn fastest(c: &[Candidate]) -> Option<(Form, f64)> {
 
 /// Times every form of `forms` this device built that accepts the product, then checks them
 /// against the CPU twin from the fastest down until one passes (the rest stay unchecked: they
-/// would not be chosen). A form whose first run takes over four times the best so far is not
-/// timed further.
+/// would not be chosen). Each form is probed first (see [`Scratch::probe`]); then, fastest
+/// probe first, the forms are timed in full unless their probe is over [`CUT`] times the best
+/// probe or [`NEAR`] times the best full time so far (their probe is then the estimate
+/// reported). Adds the forms' first runs to `compile` (seconds).
 fn measure_all(
     g: &Gpu,
     kernel: Kernel,
     mm: &Mm,
     forms: &[Form],
     seed: u32,
+    compile: &mut f64,
 ) -> Result<Vec<Candidate>> {
     let scratch = Scratch::new(g, kernel, mm);
     let forms: Vec<Form> = forms
@@ -518,22 +544,40 @@ fn measure_all(
         .copied()
         .filter(|&f| g.kernels.has_matmul_form(f) && f.accepts(kernel, mm))
         .collect();
-    // A first estimate from a short reduction each (cheap even for a form that is slow here).
+    // A first estimate from a small part of the product each (cheap even for a form that is
+    // slow here).
     let mut probes = Vec::new();
     for &f in &forms {
-        probes.push(scratch.probe(g, kernel, mm, f)?);
+        let p = scratch.probe(g, kernel, mm, f)?;
+        *compile += p.compile;
+        probes.push(p);
     }
-    let cut = 4.0 * probes.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut out = Vec::new();
+    let cut = CUT
+        * probes
+            .iter()
+            .map(|p| p.estimate)
+            .fold(f64::INFINITY, f64::min);
+    // A second look at the forms the first rules out: one stall on a busy machine must not.
+    for p in probes.iter_mut().filter(|p| p.estimate > cut) {
+        p.estimate = p.estimate.min(p.again(g)?);
+    }
+    let mut by_probe: Vec<usize> = (0..forms.len()).collect();
+    by_probe.sort_by(|&a, &b| probes[a].estimate.total_cmp(&probes[b].estimate));
+    let mut out = vec![(Form::Scalar, 0.0, true); forms.len()];
     let mut best = f64::INFINITY;
-    for (&f, &p) in forms.iter().zip(&probes) {
-        if p > cut {
-            out.push((f, p, true));
-            continue;
+    for i in by_probe {
+        let (f, mut p) = (forms[i], probes[i].estimate);
+        if p <= cut && p > NEAR * best {
+            // A second look here too, before the rule below leaves the form out.
+            p = p.min(probes[i].again(g)?);
         }
-        let t = scratch.time(g, kernel, mm, f, best)?;
-        best = best.min(t);
-        out.push((f, t, false));
+        out[i] = if p > cut || p > NEAR * best {
+            (f, p, true)
+        } else {
+            let t = scratch.time(g, kernel, mm, f, p, best)?;
+            best = best.min(t);
+            (f, t, false)
+        };
     }
     let mut order: Vec<usize> = (0..out.len()).collect();
     order.sort_by(|&a, &b| out[a].1.total_cmp(&out[b].1));
@@ -629,32 +673,56 @@ impl Scratch {
         }
     }
 
-    /// One dispatch over a short reduction (PROBE_K of the k terms), scaled to the whole, in
-    /// seconds (also the form's first use, which may compile on some drivers). Each term costs
-    /// every form alike in proportion, and the per-dispatch overhead is scaled for all alike.
-    fn probe(&self, g: &Gpu, kernel: Kernel, mm: &Mm, form: Form) -> Result<f64> {
-        let short = Mm {
-            k: mm.k.min(PROBE_K),
+    /// An estimate of one dispatch of `mm` in `form`, in seconds: the dispatch's fixed cost
+    /// (one workgroup over 4 terms), plus the work of at most PROBE_GROUPS² of its workgroups
+    /// over at most PROBE_K of its k terms, scaled to the whole. Every workgroup of a form does
+    /// the same work (edge tiles at most less), and each term costs in proportion. The first
+    /// run is the form's first use, where lavapipe compiles the shader (tens of ms): it is
+    /// returned apart, as `compile`.
+    fn probe(&self, g: &Gpu, kernel: Kernel, mm: &Mm, form: Form) -> Result<Probe> {
+        let with_k = |k: usize| Mm {
+            k: mm.k.min(k),
             ..*mm
         };
-        let plan = self.plan(g, kernel, &short, form, g.kernels.groups(form, mm.m, mm.n))?;
-        // The better of two (the first is also the first use): one stall on a busy machine
-        // must not rule a form out.
-        let t = run(g, &plan, 1)?.min(run(g, &plan, 1)?);
-        Ok(t * mm.k as f64 / short.k.max(1) as f64)
+        let [gx, gy, gz] = g.kernels.groups(form, mm.m, mm.n);
+        let tiny = self.plan(g, kernel, &with_k(4), form, [1, 1, 1])?;
+        let compile = run(g, &tiny, 1)?;
+        let fixed = run(g, &tiny, 1)?;
+        let part = [gx.min(PROBE_GROUPS), gy.min(PROBE_GROUPS), gz];
+        let short = with_k(PROBE_K);
+        let plan = self.plan(g, kernel, &short, form, part)?;
+        let whole = (gx as f64 * gy as f64) / (part[0] as f64 * part[1] as f64).max(1.0);
+        let mut p = Probe {
+            plan,
+            scale: whole * mm.k as f64 / short.k.max(1) as f64,
+            fixed,
+            compile,
+            estimate: f64::INFINITY,
+        };
+        p.estimate = p.again(g)?;
+        Ok(p)
     }
 
-    /// The fastest wall time of one dispatch of `mm` in `form`, in seconds: a warm-up run, then
-    /// (unless it took over four times `best`) the better of two submits of back-to-back
-    /// dispatches lasting about TARGET each.
-    fn time(&self, g: &Gpu, kernel: Kernel, mm: &Mm, form: Form, best: f64) -> Result<f64> {
+    /// The fastest wall time of one dispatch of `mm` in `form`, in seconds: the better of two
+    /// submits of back-to-back dispatches lasting about TARGET each by the probe's `estimate`
+    /// (one, when it took over [`NEAR`] times `best`). The probe was the warm-up: the shader is
+    /// compiled and the buffers touched.
+    fn time(
+        &self,
+        g: &Gpu,
+        kernel: Kernel,
+        mm: &Mm,
+        form: Form,
+        estimate: f64,
+        best: f64,
+    ) -> Result<f64> {
         let plan = self.plan(g, kernel, mm, form, g.kernels.groups(form, mm.m, mm.n))?;
-        let warm = run(g, &plan, 1)?;
-        if warm > 4.0 * best {
-            return Ok(warm);
+        let reps = ((TARGET.as_secs_f64() / estimate.max(1e-7)) as usize).clamp(1, 64);
+        let first = run(g, &plan, reps)?;
+        if first > NEAR * best {
+            return Ok(first);
         }
-        let reps = ((TARGET.as_secs_f64() / warm.max(1e-7)) as usize).clamp(1, 64);
-        Ok(run(g, &plan, reps)?.min(run(g, &plan, reps)?))
+        Ok(first.min(run(g, &plan, reps)?))
     }
 
     /// The one-dispatch plan of `mm` in `form` over these buffers.
@@ -681,6 +749,25 @@ impl Scratch {
         );
         pb.set_form(form);
         pb.build()
+    }
+}
+
+/// A form's probe: its plan, and its time scaled to the whole product.
+struct Probe {
+    plan: Plan,
+    /// Whole product / probed part, in work.
+    scale: f64,
+    /// Seconds: a near-empty dispatch of the form (its fixed cost), and its first run.
+    fixed: f64,
+    compile: f64,
+    estimate: f64,
+}
+
+impl Probe {
+    /// One more run of the part, scaled to the whole, in seconds.
+    fn again(&self, g: &Gpu) -> Result<f64> {
+        let work = (run(g, &self.plan, 1)? - self.fixed).max(0.0);
+        Ok(self.fixed + work * self.scale)
     }
 }
 
