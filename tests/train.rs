@@ -491,6 +491,7 @@ fn val_split_is_required_for_val_evaluation() {
         batch: 5,
         optim: OptimConfig::sgd(0.0),
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     });
     assert!(b.evaluate(Split::Val).is_err());

@@ -164,6 +164,7 @@ pub fn straight_and_resumed(
         batch: 32,
         optim,
         dropout,
+        input_dropout: 0.0,
         seed: 7,
     };
     let steps = 250usize.div_ceil(32);
@@ -284,6 +285,7 @@ pub fn masked_finetune(
         batch: 16,
         optim,
         dropout: 0.2,
+        input_dropout: 0.0,
         seed: 3,
     };
     let mut b = make(setup);
