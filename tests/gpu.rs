@@ -939,10 +939,14 @@ fn resume_on_the_gpu_matches_an_uninterrupted_run() {
     let make = |setup: Setup| -> Box<dyn Backend> {
         Box::new(GpuBackend::new(g.clone(), &setup).unwrap())
     };
-    for (kind, dropout) in [(OptimizerKind::Sgd, 0.0), (OptimizerKind::Adam, 0.2)] {
+    for (kind, dropout, max_norm) in [
+        (OptimizerKind::Sgd, (0.0, 0.0), 0.0),
+        (OptimizerKind::Adam, (0.2, 0.1), 1.0),
+    ] {
         let optim = OptimConfig {
             kind,
             weight_decay: 1e-3,
+            max_norm,
             ..OptimConfig::sgd(0.9)
         };
         let (straight, resumed) = common::straight_and_resumed(&make, optim, dropout, 4, 2);
