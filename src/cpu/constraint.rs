@@ -15,7 +15,7 @@ pub fn max_norm(weight: &mut [f32], out: usize, inp: usize, c: f32) {
 }
 
 /// [`max_norm`] on a weight stored input-major, `[inp, out]` (the sparse route's bands): unit
-/// o's incoming weights are column o. Columns go in blocks of [`BLOCK`], their sums on the
+/// o's incoming weights are column o. Columns go in blocks of 64, their sums on the
 /// stack, so a training step does not allocate.
 pub fn max_norm_columns(weight: &mut [f32], inp: usize, out: usize, c: f32) {
     let w = &mut weight[..inp * out];
