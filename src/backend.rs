@@ -52,6 +52,9 @@ pub struct Setup {
     pub optim: OptimConfig,
     /// Dropout probability on every hidden layer's output (0 = off).
     pub dropout: f32,
+    /// Dropout probability on the input features (0 = off), keyed like `dropout` with
+    /// [`crate::cpu::kernels::INPUT_DROPOUT_LAYER`] as its layer.
+    pub input_dropout: f32,
     /// Keys the dropout masks (with the step, layer and index).
     pub seed: u32,
 }

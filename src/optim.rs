@@ -64,6 +64,11 @@ pub struct OptimConfig {
     pub eps: f32,
     /// L2 (sgd, nesterov, adam) or decoupled (adamw) weight decay λ.
     pub weight_decay: f32,
+    /// Max-norm constraint c (0 = off): after every update, each unit's incoming weight vector
+    /// (a row of every layer's `[out, in]` weight, the output layer's included) longer than c
+    /// is scaled back to length c. Older checkpoints have no such field: off.
+    #[serde(default)]
+    pub max_norm: f32,
 }
 
 impl OptimConfig {
@@ -75,6 +80,7 @@ impl OptimConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            max_norm: 0.0,
         }
     }
 
@@ -107,16 +113,26 @@ impl OptimConfig {
                 "a finite number, 0 or more",
             );
         }
+        if !(self.max_norm.is_finite() && self.max_norm >= 0.0) {
+            return bad(
+                "--max-norm",
+                self.max_norm,
+                "a finite number, 0 (off) or more",
+            );
+        }
         Ok(())
     }
 
     /// One line for the run's header.
     pub fn describe(&self) -> String {
-        let wd = if self.weight_decay > 0.0 {
+        let mut wd = if self.weight_decay > 0.0 {
             format!(", weight decay {}", self.weight_decay)
         } else {
             String::new()
         };
+        if self.max_norm > 0.0 {
+            wd.push_str(&format!(", max-norm {}", self.max_norm));
+        }
         match self.kind {
             OptimizerKind::Sgd if self.momentum == 0.0 => format!("sgd{wd}"),
             OptimizerKind::Sgd | OptimizerKind::Nesterov => {

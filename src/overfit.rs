@@ -225,6 +225,7 @@ impl Experiment {
                 Remedy::Dropout(p) => p,
                 _ => 0.0,
             },
+            input_dropout: 0.0,
             seed: self.seed,
         };
         let mut backend: Box<dyn Backend> = match gpu {

@@ -200,6 +200,7 @@ impl Trainer {
             batch,
             optim: opts.optim,
             dropout: opts.dropout,
+            input_dropout: 0.0,
             seed: opts.seed,
         };
         let backend: Box<dyn Backend> = match device {

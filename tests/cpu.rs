@@ -91,6 +91,7 @@ fn same_training(case: &Case, steps: usize, epochs: usize) {
         batch: case.batch,
         optim: case.optim,
         dropout: case.dropout,
+        input_dropout: 0.0,
         seed: 4,
     };
     let mut fast = CpuBackend::new(setup.clone());
@@ -147,6 +148,21 @@ fn same_training(case: &Case, steps: usize, epochs: usize) {
     check("params", &pf, &pd, 1e-5, 1e-3);
     // Training moved the parameters, so the comparison above means something.
     assert!(pd.iter().zip(&params).any(|(a, b)| (a - b).abs() > 1e-3));
+    let c = case.optim.max_norm;
+    if c > 0.0 {
+        // Every unit's incoming weights within c, and the constraint held some at c.
+        let norms: Vec<f32> = spec
+            .layers()
+            .iter()
+            .flat_map(|l| {
+                pf[l.w_off..l.w_off + l.inp * l.out]
+                    .chunks_exact(l.inp)
+                    .map(|r| r.iter().map(|w| w * w).sum::<f32>().sqrt())
+            })
+            .collect();
+        assert!(norms.iter().all(|&n| n <= c * 1.0001), "{}", case.name);
+        assert!(norms.iter().any(|&n| n >= c * 0.9999), "{}", case.name);
+    }
     // Plain SGD keeps no momentum (as in PyTorch): the fused route never writes the buffer.
     if case.optim.momentum != 0.0 || case.optim.kind.is_adam() {
         let (sf, sd) = (
@@ -208,6 +224,23 @@ fn the_sparse_route_trains_like_the_dense_one() {
             mask: true,
             ..plain("sgd with a pruning mask", &[128], 64)
         },
+        // Max-norm on the banded first weight (by columns) and on the rest (by rows), after
+        // the fused update and after the formed one.
+        Case {
+            optim: OptimConfig {
+                max_norm: 1.0,
+                ..sgd(0.0)
+            },
+            ..plain("fused sgd with max-norm", &[128], 64)
+        },
+        Case {
+            optim: OptimConfig {
+                max_norm: 1.0,
+                ..sgd(0.9)
+            },
+            mask: true,
+            ..plain("momentum, max-norm and a mask", &[100, 30], 48)
+        },
     ];
     // Few steps: further on, a pre-activation within rounding of 0 sometimes lands on the
     // other side of the relu's kink on one route, and that sample's gradient through the unit
@@ -252,6 +285,7 @@ fn state_set_in_the_reference_layout_round_trips() {
         batch: 16,
         optim: sgd(0.9),
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     });
     assert!(b.device().contains("sparse"));
@@ -279,6 +313,13 @@ fn a_step_does_not_allocate() {
         (64, sgd(0.0)),
         (1000, sgd(0.0)),
         (64, sgd(0.9)),
+        (
+            64,
+            OptimConfig {
+                max_norm: 1.0,
+                ..sgd(0.9)
+            },
+        ),
     ] {
         let setup = Setup {
             spec: spec.clone(),
@@ -289,6 +330,7 @@ fn a_step_does_not_allocate() {
             batch,
             optim,
             dropout: 0.1,
+            input_dropout: 0.0,
             seed: 0,
         };
         // Inside the pool, as `descent` runs (main.rs): a step's jobs then go to the workers'
@@ -369,4 +411,67 @@ fn sgemm_peak_at_2048() {
         rayon::current_num_threads()
     );
     assert!(g > 1.0);
+}
+
+/// `--input-dropout` on the CPU: the dense route runs, and a step is the reference gradient of
+/// the batch with the keyed pixels dropped (inverted scaling), followed by the update.
+#[test]
+fn input_dropout_drops_the_keyed_pixels_on_the_dense_route() {
+    use descent::cpu::kernels::{DropoutKey, INPUT_DROPOUT_LAYER, dropout_forward};
+    let _serial = serial();
+    let spec = ModelSpec::new(&[32], Activation::Relu, Loss::Xent);
+    let (batch, p, seed, lr) = (24, 0.2, 6, 0.1);
+    let data = Arc::new(sparse_pixels(batch, 9));
+    let params = spec.init_params(Init::Auto, 2);
+    let mut b = CpuBackend::new(Setup {
+        spec: spec.clone(),
+        params: params.clone(),
+        train: data.clone(),
+        test: data.clone(),
+        val: None,
+        batch,
+        optim: sgd(0.0),
+        dropout: 0.0,
+        input_dropout: p,
+        seed,
+    });
+    assert!(!b.device().contains("sparse"), "{}", b.device());
+    let order: Vec<u32> = (0..batch as u32).collect();
+    let t = 7;
+    let hyper = [sgd(0.0).step_hyper(t, lr)];
+    b.begin_epoch(&order, &hyper, 0).unwrap();
+    b.step(0, 0, batch).unwrap();
+    let mut ws = descent::cpu::Workspace::new(&spec, batch);
+    descent::cpu::gather(&mut ws, &data, &order, 0, batch);
+    let mut x = ws.activations[0][..batch * PIXELS].to_vec();
+    let before = x.clone();
+    dropout_forward(
+        &mut x,
+        &DropoutKey::new(p, seed, t as u32, INPUT_DROPOUT_LAYER),
+        0,
+        PIXELS,
+    );
+    // About p of the inked pixels went.
+    let inked = before.iter().filter(|&&v| v > 0.0).count();
+    let dropped = before
+        .iter()
+        .zip(&x)
+        .filter(|&(&a, &b)| a > 0.0 && b == 0.0)
+        .count();
+    let frac = dropped as f64 / inked as f64;
+    assert!((0.15..0.25).contains(&frac), "{dropped} of {inked} dropped");
+    let (_, g) = descent::cpu::loss_and_grads(&spec, &params, &x, &ws.labels[..batch]);
+    let want: Vec<f32> = params.iter().zip(&g).map(|(w, g)| w - lr * g).collect();
+    let row = compare(
+        "input dropout step",
+        String::new(),
+        &b.params().unwrap(),
+        &want,
+        1e-6,
+        1e-4,
+    );
+    assert!(row.pass(), "{row:?}");
+    // Without the drop, the same step lands elsewhere.
+    let (_, g0) = descent::cpu::loss_and_grads(&spec, &params, &before, &ws.labels[..batch]);
+    assert!(g0.iter().zip(&g).any(|(a, b)| (a - b).abs() > 1e-4));
 }

@@ -563,6 +563,62 @@ fn optimizer_and_dropout_steps_match_the_cpu() {
     assert_rows(&rows);
 }
 
+/// max_norm against its twin (rows of awkward widths, a weight mid-buffer, more rows than one
+/// dispatch dimension holds) and dropout_forward as `--input-dropout` keys it.
+#[test]
+fn max_norm_and_input_dropout_match_cpu() {
+    let _g = serial();
+    let g = gpu(MatmulVariant::Blocked);
+    let mut rows = Vec::new();
+    for (i, (out, inp, w_off)) in [(1, 1, 0), (7, 13, 5), (300, 784, 1001), (65_537, 2, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(verify::check_max_norm(&g, out, inp, w_off, i as u32).unwrap());
+    }
+    for (i, (r, w, row0)) in [(1, 784, 0), (7, 784, 9), (64, 784, 8192), (5, 13, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(verify::check_input_dropout(&g, r, w, row0, i as u32).unwrap());
+    }
+    assert_rows(&rows);
+}
+
+/// Whole steps with max-norm on and the inputs dropped: MNIST-shaped (pixels, so the batch is
+/// left unpacked for the drop) and a feature table through Adam on the tiled kernels.
+#[test]
+fn steps_with_max_norm_and_input_dropout_match_the_cpu() {
+    let _g = serial();
+    let spec = ModelSpec::new(&[128], Activation::Relu, Loss::Xent);
+    let optim = OptimConfig {
+        max_norm: 1.0,
+        ..OptimConfig::sgd(0.9)
+    };
+    for (input_dropout, dropout) in [(0.0, 0.0), (0.2, 0.3)] {
+        let rows = verify::step_checks_with(
+            gpu(MatmulVariant::Blocked),
+            &spec,
+            64,
+            4,
+            optim,
+            dropout,
+            input_dropout,
+        )
+        .unwrap();
+        assert_rows(&rows);
+    }
+    let spec = ModelSpec::with_io(30, &[24], 5, Activation::Relu, Loss::Xent);
+    let optim = OptimConfig {
+        kind: OptimizerKind::Adam,
+        max_norm: 0.8,
+        ..OptimConfig::sgd(0.0)
+    };
+    let rows =
+        verify::step_checks_with(gpu(MatmulVariant::Tiled), &spec, 7, 4, optim, 0.0, 0.25).unwrap();
+    assert_rows(&rows);
+}
+
 /// A batch larger than one chunk (full-batch descent) accumulates its gradient across chunks.
 #[test]
 fn chunked_batch_steps_match_the_cpu() {
@@ -599,6 +655,7 @@ fn an_epoch_submits_in_batches_and_reads_back_once() {
             batch,
             optim: OptimConfig::sgd(0.9),
             dropout: 0.0,
+            input_dropout: 0.0,
             seed: 0,
         };
         let mut b = GpuBackend::new(g.clone(), &setup).unwrap();
@@ -909,10 +966,14 @@ fn resume_on_the_gpu_matches_an_uninterrupted_run() {
     let make = |setup: Setup| -> Box<dyn Backend> {
         Box::new(GpuBackend::new(g.clone(), &setup).unwrap())
     };
-    for (kind, dropout) in [(OptimizerKind::Sgd, 0.0), (OptimizerKind::Adam, 0.2)] {
+    for (kind, dropout, max_norm) in [
+        (OptimizerKind::Sgd, (0.0, 0.0), 0.0),
+        (OptimizerKind::Adam, (0.2, 0.1), 1.0),
+    ] {
         let optim = OptimConfig {
             kind,
             weight_decay: 1e-3,
+            max_norm,
             ..OptimConfig::sgd(0.9)
         };
         let (straight, resumed) = common::straight_and_resumed(&make, optim, dropout, 4, 2);
@@ -1159,6 +1220,7 @@ fn small_backend(g: Arc<Gpu>) -> GpuBackend {
         batch: 16,
         optim: OptimConfig::sgd(0.9),
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     };
     GpuBackend::new(g, &setup).unwrap()

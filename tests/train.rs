@@ -17,18 +17,20 @@ fn cpu(setup: Setup) -> Box<dyn Backend> {
 
 /// A run stopped after epoch 2 and resumed from its checkpoint ends with the same weights and
 /// optimizer state, bit for bit, as the run that never stopped: for every optimizer, with a
-/// warm-up and cosine schedule, validation and dropout.
+/// warm-up and cosine schedule, validation, dropout (hidden and input) and max-norm.
 #[test]
 fn resume_equals_an_uninterrupted_run_bit_for_bit() {
-    for (kind, dropout) in [
-        (OptimizerKind::Sgd, 0.0),
-        (OptimizerKind::Nesterov, 0.2),
-        (OptimizerKind::Adam, 0.0),
-        (OptimizerKind::Adamw, 0.3),
+    for (kind, dropout, max_norm) in [
+        (OptimizerKind::Sgd, (0.0, 0.0), 0.0),
+        (OptimizerKind::Nesterov, (0.2, 0.0), 0.0),
+        (OptimizerKind::Sgd, (0.3, 0.2), 1.0),
+        (OptimizerKind::Adam, (0.0, 0.0), 0.0),
+        (OptimizerKind::Adamw, (0.3, 0.1), 1.0),
     ] {
         let optim = OptimConfig {
             kind,
             weight_decay: 1e-3,
+            max_norm,
             ..OptimConfig::sgd(0.9)
         };
         let (straight, resumed) = common::straight_and_resumed(&cpu, optim, dropout, 4, 2);
@@ -215,6 +217,11 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_same_run() {
         "32",
         "--dropout",
         "0.1",
+        // Kept in the checkpoint's run configuration and applied again on resume.
+        "--input-dropout",
+        "0.1",
+        "--max-norm",
+        "2",
     ];
     let straight = dir.path().join("straight.safetensors");
     let mut f: Vec<&str> = flags.to_vec();
@@ -318,6 +325,11 @@ fn bad_flags_fail_before_training() {
         (vec!["--patience", "3"], "--patience needs --val"),
         (vec!["--val", "60000"], "--val 60000"),
         (vec!["--dropout", "1.5"], "--dropout 1.5"),
+        (vec!["--input-dropout", "1"], "--input-dropout 1"),
+        (vec!["--input-dropout", "-0.1"], "--input-dropout -0.1"),
+        (vec!["--max-norm", "-1"], "--max-norm -1"),
+        (vec!["--max-norm", "NaN"], "--max-norm NaN"),
+        (vec!["--max-norm", "inf"], "--max-norm inf"),
         (vec!["--beta2", "1"], "--beta2 1"),
         (vec!["--lr-schedule", "sometimes"], "sometimes"),
         (vec!["--optimizer", "rmsprop"], "rmsprop"),
@@ -392,62 +404,44 @@ fn resume_refuses_foreign_checkpoints() {
     );
     assert!(ok, "{out}\n{err}");
     let last = ck.join("last.safetensors");
-    let (ok, _, err) = run(
-        dir.path(),
-        &[
-            "--limit",
-            "300",
-            "--hidden",
-            "32",
-            "--resume",
-            last.to_str().unwrap(),
-        ],
-    );
+    let last = last.to_str().unwrap();
+    // A resume of `checkpoint` on the first 300 samples with `flags`: its success and stderr.
+    let resume = |checkpoint: &str, flags: &[&str]| {
+        let mut f = vec!["--limit", "300", "--resume", checkpoint];
+        f.extend(flags);
+        let (ok, _, err) = run(dir.path(), &f);
+        (ok, err)
+    };
+    let (ok, err) = resume(last, &["--hidden", "32"]);
     assert!(
         !ok && err.contains("784-16-10") && err.contains("--hidden"),
         "{err}"
     );
-    let (ok, _, err) = run(
-        dir.path(),
-        &[
-            "--limit",
-            "300",
-            "--hidden",
-            "16",
-            "--batch-size",
-            "8",
-            "--resume",
-            last.to_str().unwrap(),
-        ],
-    );
+    let (ok, err) = resume(last, &["--hidden", "16", "--batch-size", "8"]);
     assert!(!ok && err.contains("--batch-size"), "{err}");
-    let w = dir.path().join("w.safetensors");
-    let (ok, _, err) = run(
-        dir.path(),
+    // The regularization it trained with is part of the run.
+    let (ok, err) = resume(
+        last,
         &[
-            "--limit",
-            "300",
             "--hidden",
             "16",
-            "--resume",
-            w.to_str().unwrap(),
+            "--max-norm",
+            "3",
+            "--input-dropout",
+            "0.2",
         ],
     );
+    assert!(
+        !ok && err.contains("--max-norm was 0, now 3") && err.contains("--input-dropout"),
+        "{err}"
+    );
+    let w = dir.path().join("w.safetensors");
+    let (ok, err) = resume(w.to_str().unwrap(), &["--hidden", "16"]);
     assert!(!ok && err.contains("not a resumable run"), "{err}");
-    let bytes = std::fs::read(&last).unwrap();
+    let bytes = std::fs::read(last).unwrap();
     let cut = dir.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let (ok, _, err) = run(
-        dir.path(),
-        &[
-            "--limit",
-            "300",
-            "--hidden",
-            "16",
-            "--resume",
-            cut.to_str().unwrap(),
-        ],
-    );
+    let (ok, err) = resume(cut.to_str().unwrap(), &["--hidden", "16"]);
     assert!(!ok && err.contains("cut.safetensors"), "{err}");
 }
 
@@ -491,6 +485,7 @@ fn val_split_is_required_for_val_evaluation() {
         batch: 5,
         optim: OptimConfig::sgd(0.0),
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     });
     assert!(b.evaluate(Split::Val).is_err());

@@ -317,6 +317,7 @@ fn setup(inputs: &Inputs, spec: &ModelSpec, batch: usize) -> Setup {
         batch,
         optim: inputs.optim,
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     }
 }

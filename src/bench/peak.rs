@@ -30,6 +30,7 @@ pub fn gpu_peak_gflops(gpu: &Arc<Gpu>, size: usize, reps: usize) -> Result<(f64,
         batch: size,
         optim,
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: 0,
     };
     let mut g = GpuBackend::new(gpu.clone(), &setup)?;

@@ -302,7 +302,7 @@ pub fn twin(
             // params and state read and written, grads read.
             (v, f * np as u64 * (2 + 2 * states + 1))
         }
-        Kernel::ArgmaxCorrect | Kernel::ApplyMask => return None,
+        Kernel::ArgmaxCorrect | Kernel::ApplyMask | Kernel::MaxNorm => return None,
     };
     Some(Twin { shares, bytes })
 }

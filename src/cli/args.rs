@@ -316,6 +316,7 @@ pub fn eval_backend(
             batch: 1,
             optim: OptimConfig::sgd(0.0),
             dropout: 0.0,
+            input_dropout: 0.0,
             seed: 0,
         },
     )

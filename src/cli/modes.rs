@@ -267,6 +267,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
                 batch,
                 optim,
                 dropout: 0.0,
+                input_dropout: 0.0,
                 seed: args.seed,
             },
             epochs,

@@ -468,6 +468,7 @@ impl Ctx<'_> {
             batch: batch.min(self.train.len()).max(1),
             optim: self.optim,
             dropout: 0.0,
+            input_dropout: 0.0,
             seed: self.args.seed,
         };
         let mut b: Box<dyn Backend> = match &self.gpu {

@@ -429,6 +429,7 @@ fn run_cell(
         batch,
         optim,
         dropout: 0.0,
+        input_dropout: 0.0,
         seed: args.seed,
     };
     let mut backend = make_backend(&args.device, setup)?;

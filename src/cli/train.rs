@@ -78,6 +78,25 @@ pub struct TrainArgs {
     /// Dropout probability on every hidden layer's output, training only (inverted scaling).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub dropout: f32,
+    /// Dropout probability on the input features (pixels), training only, inverted scaling.
+    /// On the CPU the run then takes the dense first layer, not the sparse one.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        value_name = "P"
+    )]
+    pub input_dropout: f32,
+    /// Max-norm constraint: after every update, each unit's incoming weight vector (a row of
+    /// every layer's [out, in] weight, the output layer's included) longer than C is scaled
+    /// back to length C. 0 = off.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        value_name = "C"
+    )]
+    pub max_norm: f32,
     /// Hold out N training samples (chosen with the seed) as a validation set.
     #[arg(long, value_name = "N")]
     pub val: Option<usize>,
@@ -145,6 +164,9 @@ pub struct RunConfig {
     pub optim: OptimConfig,
     pub schedule: Schedule,
     pub dropout: f32,
+    /// Older checkpoints have none: off.
+    #[serde(default)]
+    pub input_dropout: f32,
     pub patience: Option<usize>,
     pub target_accuracy: Option<f64>,
 }
@@ -236,6 +258,7 @@ fn resolve(args: &TrainArgs) -> Result<Resolved> {
         beta2: args.beta2,
         eps: args.eps,
         weight_decay: args.weight_decay,
+        max_norm: args.max_norm,
     };
     optim.check()?;
     Schedule {
@@ -261,6 +284,12 @@ fn resolve(args: &TrainArgs) -> Result<Resolved> {
         return Err(Error::InvalidArg(
             "--dropout needs a hidden layer to drop units from (--hidden none has none)".into(),
         ));
+    }
+    if !(args.input_dropout.is_finite() && (0.0..1.0).contains(&args.input_dropout)) {
+        return Err(Error::InvalidArg(format!(
+            "--input-dropout {}: must be at least 0 and below 1",
+            args.input_dropout
+        )));
     }
     if args.patience.is_some() && args.val.is_none() {
         return Err(Error::InvalidArg(
@@ -405,6 +434,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         optim: r.optim,
         schedule,
         dropout: args.dropout,
+        input_dropout: args.input_dropout,
         patience: args.patience,
         target_accuracy: r.target,
     };
@@ -432,6 +462,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         batch,
         optim: r.optim,
         dropout: args.dropout,
+        input_dropout: args.input_dropout,
         seed: args.seed,
     };
     if args.print_plan {
@@ -784,6 +815,22 @@ fn check_resume_config(rs: &ResumeState, now: &RunConfig, path: &Path) -> Result
         "--optimizer",
         was.optim.kind.name().into(),
         now.optim.kind.name().into(),
+    );
+    // Regularization changes the weights a resumed run would reach.
+    cmp(
+        "--dropout",
+        was.dropout.to_string(),
+        now.dropout.to_string(),
+    );
+    cmp(
+        "--input-dropout",
+        was.input_dropout.to_string(),
+        now.input_dropout.to_string(),
+    );
+    cmp(
+        "--max-norm",
+        was.optim.max_norm.to_string(),
+        now.optim.max_norm.to_string(),
     );
     if diffs.is_empty() {
         Ok(())

@@ -352,6 +352,10 @@ pub struct DropoutKey {
     pub keep_prob: f32,
 }
 
+/// The layer index that keys `--input-dropout`'s masks over the input pixels: far above any
+/// hidden layer's, so its stream is its own.
+pub const INPUT_DROPOUT_LAYER: usize = 0xFFFF;
+
 impl DropoutKey {
     pub fn new(p: f32, seed: u32, step: u32, layer: usize) -> Self {
         DropoutKey {

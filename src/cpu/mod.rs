@@ -1,5 +1,6 @@
 //! The CPU path: the reference maths every GPU kernel is checked against, and a fast baseline.
 
+pub mod constraint;
 mod first_layer;
 pub mod kernels;
 pub mod optim;
@@ -364,6 +365,8 @@ pub struct CpuBackend {
     val: Option<Arc<Dataset>>,
     optim: OptimConfig,
     dropout: f32,
+    /// Dropout on the input pixels (0 = off); on, the dense route runs.
+    input_dropout: f32,
     seed: u32,
     /// params, state1, state2: [num_params], in ModelSpec::layers layout (but see `first`);
     /// state1 is the momentum buffer or Adam's exp_avg, state2 Adam's exp_avg_sq.
@@ -417,11 +420,15 @@ impl CpuBackend {
             batch,
             optim,
             dropout,
+            input_dropout,
             seed,
         } = setup;
         let n = params.len();
         let threads = rayon::current_num_threads().max(1);
         let layers = spec.layers();
+        // The sparse route's CSR holds each sample's non-zeros once; dropping pixels per step
+        // would mean rebuilding it, so input dropout takes the dense route.
+        let allow_sparse = allow_sparse && input_dropout == 0.0;
         let first = (allow_sparse && train.width == spec.inputs())
             .then(|| SparseRows::build(&train))
             .flatten()
@@ -465,6 +472,7 @@ impl CpuBackend {
             val,
             optim,
             dropout,
+            input_dropout,
             seed,
             params: vec![0.0; n],
             state1: vec![0.0; n],
@@ -516,6 +524,28 @@ impl CpuBackend {
         out
     }
 
+    /// The max-norm constraint after an update: every weight by rows of its `[out, in]`
+    /// layout, except the sparse route's banded first weight, by columns band by band (each
+    /// band is `[in, its outputs]`). Pruned weights stay zero: scaling keeps them so.
+    fn apply_max_norm(&mut self) {
+        let c = self.optim.max_norm;
+        let mut layers = &self.layers[..];
+        if let (Some(f), Some(l0)) = (&self.first, layers.first()) {
+            let k = l0.inp;
+            self.params[..k * l0.out]
+                .par_chunks_mut(f.band_len())
+                .for_each(|band| constraint::max_norm_columns(band, k, band.len() / k, c));
+            layers = &layers[1..];
+        }
+        for s in layers {
+            let w = &mut self.params[s.w_off..s.w_off + s.inp * s.out];
+            // Whole rows per task, big enough to be worth a thread.
+            let rows = (UPDATE_MIN_SLICE / s.inp.max(1)).max(1);
+            w.par_chunks_mut(rows * s.inp.max(1))
+                .for_each(|r| constraint::max_norm(r, r.len() / s.inp.max(1), s.inp, c));
+        }
+    }
+
     /// The dense route's passes: each worker takes a contiguous share of the batch and
     /// accumulates its own gradient.
     fn dense_passes(&mut self, h: &StepHyper, batch: &[u32]) {
@@ -525,6 +555,9 @@ impl CpuBackend {
         let scale = 1.0 / len as f32;
         let (spec, layers, params, train) = (&self.spec, &self.layers, &self.params, &*self.train);
         let (p_drop, seed) = (self.dropout, self.seed);
+        let input_drop = (self.input_dropout > 0.0)
+            .then(|| DropoutKey::new(self.input_dropout, seed, h.t, INPUT_DROPOUT_LAYER));
+        let inputs = self.spec.inputs();
         self.workers[..used]
             .par_iter_mut()
             .enumerate()
@@ -536,6 +569,9 @@ impl CpuBackend {
                     let b = (hi - lo).min(w.ws.rows);
                     let ws = &mut w.ws;
                     gather(ws, train, batch, lo, b);
+                    if let Some(key) = &input_drop {
+                        dropout_forward(&mut ws.activations[0][..b * inputs], key, lo, inputs);
+                    }
                     let drop = dropout_ctx(p_drop, seed, h.t, lo);
                     w.pass(
                         spec,
@@ -815,6 +851,9 @@ impl Backend for CpuBackend {
                     prune::apply_mask(p, s1, s2, &m[off..][..p.len()]);
                 }
             });
+        if cfg.max_norm > 0.0 {
+            self.apply_max_norm();
+        }
         Ok(())
     }
 

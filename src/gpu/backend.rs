@@ -255,6 +255,7 @@ impl GpuBackend {
             batch,
             optim,
             dropout,
+            input_dropout,
             seed,
         } = setup;
         let n_train = train.len();
@@ -304,7 +305,9 @@ impl GpuBackend {
         } else {
             tune::tune_model(g, spec, rows, train_data.pixels)?
         };
-        let packed = g.fuse && train_data.pixels && packed_input(g, spec, rows);
+        // Input dropout works on the unpacked batch.
+        let packed =
+            g.fuse && train_data.pixels && *input_dropout == 0.0 && packed_input(g, spec, rows);
         let ws = Workspace::new(g, spec, rows, "train", packed);
         // The buffers only some runs use come after the ones every step streams through.
         let state2 = state2.unwrap_or_else(|| g.storage("exp_avg_sq (unused)", 16));
@@ -326,6 +329,7 @@ impl GpuBackend {
             hyper_now: &hyper_now,
             optim: *optim,
             dropout: (*dropout > 0.0).then_some((*dropout, *seed)),
+            input_dropout: (*input_dropout > 0.0).then_some((*input_dropout, *seed)),
         };
         let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
         let tail = n_train % batch;

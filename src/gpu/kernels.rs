@@ -97,6 +97,7 @@ const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
 const HEAD: &str = include_str!("../../shaders/head.wgsl");
 const PRUNE: &str = include_str!("../../shaders/prune.wgsl");
+const CONSTRAINT: &str = include_str!("../../shaders/constraint.wgsl");
 
 /// Bytes of the uniform arrays of matmul_input.wgsl (the most a uniform binding may hold on most
 /// adapters); buffers bound there are at least this large.
@@ -144,10 +145,11 @@ pub enum Kernel {
     DropoutBackward,
     OutputLayerStep,
     ApplyMask,
+    MaxNorm,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 27] = [
         Kernel::MatmulForward,
         Kernel::MatmulBackwardInput,
         Kernel::MatmulBackwardWeight,
@@ -174,6 +176,7 @@ impl Kernel {
         Kernel::DropoutBackward,
         Kernel::OutputLayerStep,
         Kernel::ApplyMask,
+        Kernel::MaxNorm,
     ];
 
     /// The WGSL entry point, and the name of its CPU twin in `cpu::kernels`.
@@ -205,6 +208,7 @@ impl Kernel {
             Kernel::DropoutBackward => "dropout_backward",
             Kernel::OutputLayerStep => "output_layer_step",
             Kernel::ApplyMask => "apply_mask",
+            Kernel::MaxNorm => "max_norm",
         }
     }
 
@@ -259,6 +263,7 @@ impl Kernel {
                 Kernel::DropoutForward | Kernel::DropoutBackward => ("dropout.wgsl", DROPOUT),
                 Kernel::OutputLayerStep => ("head.wgsl", HEAD),
                 Kernel::ApplyMask => ("prune.wgsl", PRUNE),
+                Kernel::MaxNorm => ("constraint.wgsl", CONSTRAINT),
             },
         })
     }
@@ -316,6 +321,8 @@ impl Kernel {
             Kernel::DropoutBackward => &[(0, RW), (1, R), (2, UB), (4, U)],
             // params, state1, state2, mask, then the block.
             Kernel::ApplyMask => &[(0, RW), (1, RW), (2, RW), (3, R), (4, U)],
+            // params, then the block.
+            Kernel::MaxNorm => &[(0, RW), (1, U)],
             Kernel::OutputLayerStep => &[
                 (0, R),
                 (1, R),

@@ -128,7 +128,7 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn straight_and_resumed(
     make: &dyn Fn(descent::backend::Setup) -> Box<dyn descent::backend::Backend>,
     optim: descent::optim::OptimConfig,
-    dropout: f32,
+    (dropout, input_dropout): (f32, f32),
     epochs: usize,
     stop_after: usize,
 ) -> ((Vec<f32>, Vec<Vec<f32>>), (Vec<f32>, Vec<Vec<f32>>)) {
@@ -164,6 +164,7 @@ pub fn straight_and_resumed(
         batch: 32,
         optim,
         dropout,
+        input_dropout,
         seed: 7,
     };
     let steps = 250usize.div_ceil(32);
@@ -284,6 +285,7 @@ pub fn masked_finetune(
         batch: 16,
         optim,
         dropout: 0.2,
+        input_dropout: 0.0,
         seed: 3,
     };
     let mut b = make(setup);

@@ -1,6 +1,7 @@
 //! Building plans: a training step, an evaluation and the mask update as lists of dispatches,
 //! each with the buffers it binds and the matmul form that runs it.
 
+use crate::cpu::kernels::INPUT_DROPOUT_LAYER;
 use crate::data::PIXELS;
 use crate::error::Result;
 use crate::gpu::backend::{GpuData, Workspace};
@@ -119,6 +120,8 @@ pub(crate) struct Buffers<'a> {
     pub(crate) optim: OptimConfig,
     /// (p, seed) when hidden outputs are dropped.
     pub(crate) dropout: Option<(f32, u32)>,
+    /// (p, seed) when input features are dropped (`--input-dropout`; the batch is unpacked).
+    pub(crate) input_dropout: Option<(f32, u32)>,
 }
 
 /// Dropout in a training plan: the probability and seed, the uniform its kernels read the step
@@ -618,6 +621,24 @@ pub(crate) fn build_step_plan(
             b.state,
             [rows as u32, batch as u32, off as u32, FROM_STATE],
         );
+        if let Some((p, seed)) = b.input_dropout {
+            let d = DropoutBind {
+                p,
+                seed,
+                hyper_now: b.hyper_now,
+                row0: off,
+            };
+            push_dropout(
+                &mut pb,
+                format!("activations[0] = dropout(activations[0], p = {p})"),
+                None,
+                &ws.activations[0],
+                &d,
+                INPUT_DROPOUT_LAYER,
+                rows,
+                spec.inputs(),
+            );
+        }
         push_forward(
             &mut pb,
             g,
@@ -702,7 +723,24 @@ pub(crate) fn build_step_plan(
         ]),
         groups_1d(spec.num_params().div_ceil(4), 256),
     );
+    if o.max_norm > 0.0 {
+        push_max_norm(&mut pb, spec, b.params, o.max_norm);
+    }
     pb.build()
+}
+
+/// max_norm after the update, one dispatch per layer: each unit's incoming weights (a row of
+/// `layers.{l}.weight` [out, in]) scaled back to norm `c` where longer; one workgroup a row.
+fn push_max_norm(pb: &mut PlanBuilder<'_>, spec: &ModelSpec, params: &wgpu::Buffer, c: f32) {
+    for (l, s) in spec.layers().iter().enumerate() {
+        pb.push(
+            format!("layers.{l}.weight rows = min(1, {c}/‖row‖)·rows"),
+            Kernel::MaxNorm,
+            &[params],
+            words(&[s.w_off as u32, s.out as u32, s.inp as u32, c.to_bits()]),
+            groups_1d(s.out, 1),
+        );
+    }
 }
 
 /// The update kernel of an optimizer, with its plan label.

@@ -966,6 +966,48 @@ pub async fn check_optimizer_update(
     ))
 }
 
+/// max_norm on the weight `[out, inp]` at offset `w_off` of a flat parameter buffer, against its
+/// twin: rows drawn at lengths on both sides of `c`, and the floats around the weight (other
+/// layers' parameters) left as they were.
+pub fn check_max_norm(
+    gpu: &Gpu,
+    out: usize,
+    inp: usize,
+    w_off: usize,
+    seed: u32,
+) -> Result<CheckRow> {
+    let n = w_off + out * inp + 3;
+    let mut params = rand_vec(n, seed, 27, -1.0, 1.0);
+    // Each row at its own scale, so about half the rows are longer than c.
+    let c = 0.5 * (inp as f32 / 3.0).sqrt().max(0.1);
+    for (r, row) in params[w_off..w_off + out * inp]
+        .chunks_exact_mut(inp)
+        .enumerate()
+    {
+        let k = 0.2 + 1.6 * rng::uniform(seed, 28, r as u32);
+        row.iter_mut().for_each(|w| *w *= k);
+    }
+    let mut want = params.clone();
+    cpu::constraint::max_norm(&mut want[w_off..], out, inp, c);
+    let out_bufs = run_one(
+        gpu,
+        Kernel::MaxNorm,
+        Form::Scalar,
+        &[bytes(&params)],
+        &[w_off as u32, out as u32, inp as u32, c.to_bits()],
+        groups_1d(out, 1),
+    )?;
+    let got = f32s(&out_bufs[0]);
+    Ok(compare(
+        Kernel::MaxNorm.name(),
+        format!("{out}x{inp} at {w_off}, c={c:.3}"),
+        &got,
+        &want,
+        1e-6,
+        1e-5,
+    ))
+}
+
 /// apply_mask over a flat parameter buffer and `states` optimizer state buffers (padded to whole
 /// vec4s, as the backend keeps them) with about `sparsity` of the mask zero, against its twin.
 /// Some inputs are NaN where the mask is zero: a pruned weight must come out +0 regardless.
@@ -1045,14 +1087,45 @@ pub async fn check_dropout(
     row0: usize,
     seed: u32,
 ) -> Result<CheckRow> {
+    dropout_case(gpu, backward, (rows, width, row0), 0.3, 2, seed)
+}
+
+/// dropout_forward as `--input-dropout` runs it: p = 0.2 over a [rows, width] chunk of input
+/// features from row `row0`, keyed by the input's own layer index.
+pub fn check_input_dropout(
+    gpu: &Gpu,
+    rows: usize,
+    width: usize,
+    row0: usize,
+    seed: u32,
+) -> Result<CheckRow> {
+    let mut row = dropout_case(
+        gpu,
+        None,
+        (rows, width, row0),
+        0.2,
+        twin::INPUT_DROPOUT_LAYER,
+        seed,
+    )?;
+    row.shape = format!("input {}", row.shape);
+    Ok(row)
+}
+
+fn dropout_case(
+    gpu: &Gpu,
+    backward: Option<Activation>,
+    (rows, width, row0): (usize, usize, usize),
+    p: f32,
+    layer: usize,
+    seed: u32,
+) -> Result<CheckRow> {
     let n = rows * width;
-    let p = 0.3f32;
     let t = 12_345u32;
     // Activations as the forward pass leaves them (non-negative for relu, in (0, 1) for
     // sigmoid, in (−1, 1) for tanh): any of these is fine for the check.
     let act = rand_vec(n, seed, 24, 0.0, 0.9);
     let dact = rand_vec(n, seed, 25, -1.0, 1.0);
-    let key = twin::DropoutKey::new(p, seed, t, 2);
+    let key = twin::DropoutKey::new(p, seed, t, layer);
     let hyper = [StepHyper {
         t,
         ..StepHyper::default()
@@ -1221,6 +1294,18 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
             rows.push(check_dropout(gpu, Some(a), rows_, width, row0, seed).await?);
         }
+    }
+    for (i, (rows_, width, row0)) in [(1, 784, 0), (7, 784, 5), (3, 13, 100)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(check_input_dropout(gpu, rows_, width, row0, i as u32)?);
+    }
+    for (i, (out, inp, w_off)) in [(1, 1, 0), (7, 13, 5), (800, 784, 0), (10, 801, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(check_max_norm(gpu, out, inp, w_off, i as u32)?);
     }
     for (i, (n, states, sparsity)) in [(1, 1, 0.5), (1001, 2, 0.9), (101_770, 1, 0.98)]
         .into_iter()

@@ -62,6 +62,19 @@ pub fn step_checks(
     optim: OptimConfig,
     dropout: f32,
 ) -> Result<Vec<CheckRow>> {
+    step_checks_with(gpu, spec, batch, steps, optim, dropout, 0.0)
+}
+
+/// [`step_checks`] with `input_dropout` on the input features too.
+pub fn step_checks_with(
+    gpu: Arc<Gpu>,
+    spec: &ModelSpec,
+    batch: usize,
+    steps: usize,
+    optim: OptimConfig,
+    dropout: f32,
+    input_dropout: f32,
+) -> Result<Vec<CheckRow>> {
     let n = batch * steps;
     // MNIST-shaped models train on pixels (the packed path), any other on f32 features.
     let mnist = spec.inputs() == PIXELS && spec.classes() == CLASSES;
@@ -89,26 +102,36 @@ pub fn step_checks(
         batch,
         optim,
         dropout,
+        input_dropout,
         seed: 9,
     };
     let mut cpu = CpuBackend::new(setup.clone());
     let mut gpu_b = GpuBackend::new(gpu, &setup)?;
-    let shape = format!(
-        "{} B={batch} {}{}",
-        spec.describe(),
-        optim.kind.name(),
-        if dropout > 0.0 {
-            format!(" dropout {dropout}")
-        } else {
-            String::new()
+    let mut shape = format!("{} B={batch} {}", spec.describe(), optim.kind.name());
+    for (what, v) in [
+        ("dropout", dropout),
+        ("input dropout", input_dropout),
+        ("max-norm", optim.max_norm),
+    ] {
+        if v > 0.0 {
+            shape.push_str(&format!(" {what} {v}"));
         }
-    );
+    }
     let mut rows = Vec::new();
 
     // One step's gradient against the CPU reference on the same batch.
     let mut ws = cpu::Workspace::new(spec, batch);
     cpu::gather(&mut ws, &train, &order, 0, batch);
-    let x = ws.activations[0][..batch * spec.inputs()].to_vec();
+    let mut x = ws.activations[0][..batch * spec.inputs()].to_vec();
+    if input_dropout > 0.0 {
+        let key = cpu::kernels::DropoutKey::new(
+            input_dropout,
+            9,
+            hyper[0].t,
+            cpu::kernels::INPUT_DROPOUT_LAYER,
+        );
+        cpu::kernels::dropout_forward(&mut x, &key, 0, spec.inputs());
+    }
     let y = ws.labels[..batch].to_vec();
     let (_, want_grads) = match dropout {
         0.0 => cpu::loss_and_grads(spec, &params, &x, &y),
