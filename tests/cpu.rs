@@ -371,6 +371,7 @@ fn a_step_does_not_allocate() {
             batch: 2048,
             optim,
             dropout: 0.0,
+            input_dropout: 0.0,
             seed: 0,
         });
         let hyper = [optim.step_hyper(0, 0.01)];

@@ -574,13 +574,13 @@ fn max_norm_and_input_dropout_match_cpu() {
         .into_iter()
         .enumerate()
     {
-        rows.push(verify::check_max_norm(&g, out, inp, w_off, i as u32).unwrap());
+        rows.push(verify::wait(verify::check_max_norm(&g, out, inp, w_off, i as u32)).unwrap());
     }
     for (i, (r, w, row0)) in [(1, 784, 0), (7, 784, 9), (64, 784, 8192), (5, 13, 3)]
         .into_iter()
         .enumerate()
     {
-        rows.push(verify::check_input_dropout(&g, r, w, row0, i as u32).unwrap());
+        rows.push(verify::wait(verify::check_input_dropout(&g, r, w, row0, i as u32)).unwrap());
     }
     assert_rows(&rows);
 }

@@ -969,7 +969,7 @@ pub async fn check_optimizer_update(
 /// max_norm on the weight `[out, inp]` at offset `w_off` of a flat parameter buffer, against its
 /// twin: rows drawn at lengths on both sides of `c`, and the floats around the weight (other
 /// layers' parameters) left as they were.
-pub fn check_max_norm(
+pub async fn check_max_norm(
     gpu: &Gpu,
     out: usize,
     inp: usize,
@@ -996,7 +996,8 @@ pub fn check_max_norm(
         &[bytes(&params)],
         &[w_off as u32, out as u32, inp as u32, c.to_bits()],
         groups_1d(out, 1),
-    )?;
+    )
+    .await?;
     let got = f32s(&out_bufs[0]);
     Ok(compare(
         Kernel::MaxNorm.name(),
@@ -1087,12 +1088,12 @@ pub async fn check_dropout(
     row0: usize,
     seed: u32,
 ) -> Result<CheckRow> {
-    dropout_case(gpu, backward, (rows, width, row0), 0.3, 2, seed)
+    dropout_case(gpu, backward, (rows, width, row0), 0.3, 2, seed).await
 }
 
 /// dropout_forward as `--input-dropout` runs it: p = 0.2 over a [rows, width] chunk of input
 /// features from row `row0`, keyed by the input's own layer index.
-pub fn check_input_dropout(
+pub async fn check_input_dropout(
     gpu: &Gpu,
     rows: usize,
     width: usize,
@@ -1106,12 +1107,13 @@ pub fn check_input_dropout(
         0.2,
         twin::INPUT_DROPOUT_LAYER,
         seed,
-    )?;
+    )
+    .await?;
     row.shape = format!("input {}", row.shape);
     Ok(row)
 }
 
-fn dropout_case(
+async fn dropout_case(
     gpu: &Gpu,
     backward: Option<Activation>,
     (rows, width, row0): (usize, usize, usize),
@@ -1299,13 +1301,13 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         .into_iter()
         .enumerate()
     {
-        rows.push(check_input_dropout(gpu, rows_, width, row0, i as u32)?);
+        rows.push(check_input_dropout(gpu, rows_, width, row0, i as u32).await?);
     }
     for (i, (out, inp, w_off)) in [(1, 1, 0), (7, 13, 5), (800, 784, 0), (10, 801, 3)]
         .into_iter()
         .enumerate()
     {
-        rows.push(check_max_norm(gpu, out, inp, w_off, i as u32)?);
+        rows.push(check_max_norm(gpu, out, inp, w_off, i as u32).await?);
     }
     for (i, (n, states, sparsity)) in [(1, 1, 0.5), (1001, 2, 0.9), (101_770, 1, 0.98)]
         .into_iter()
