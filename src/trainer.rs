@@ -39,6 +39,8 @@ pub struct TrainerOptions {
     pub seed: u32,
     /// Inverted dropout on every hidden layer's output (0 = off).
     pub dropout: f32,
+    /// Inverted dropout on the input features (0 = off).
+    pub input_dropout: f32,
     /// What the checkpoint's metadata says the model was trained on.
     pub dataset: DatasetKind,
 }
@@ -58,6 +60,7 @@ impl Default for TrainerOptions {
             init: Init::Auto,
             seed: 0,
             dropout: 0.0,
+            input_dropout: 0.0,
             dataset: DatasetKind::Mnist,
         }
     }
@@ -171,11 +174,15 @@ impl Trainer {
         if opts.epochs == 0 {
             return Err(Error::InvalidArg("--epochs 0: nothing to train".into()));
         }
-        if !(opts.dropout.is_finite() && (0.0..1.0).contains(&opts.dropout)) {
-            return Err(Error::InvalidArg(format!(
-                "--dropout {}: must be at least 0 and below 1",
-                opts.dropout
-            )));
+        for (flag, p) in [
+            ("--dropout", opts.dropout),
+            ("--input-dropout", opts.input_dropout),
+        ] {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                return Err(Error::InvalidArg(format!(
+                    "{flag} {p}: must be at least 0 and below 1"
+                )));
+            }
         }
         opts.optim.check()?;
         let n_train = train.len();
@@ -200,7 +207,7 @@ impl Trainer {
             batch,
             optim: opts.optim,
             dropout: opts.dropout,
-            input_dropout: 0.0,
+            input_dropout: opts.input_dropout,
             seed: opts.seed,
         };
         let backend: Box<dyn Backend> = match device {

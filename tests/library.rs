@@ -235,6 +235,17 @@ fn checkpoint_bytes_round_trip_and_bad_input_is_named() {
         Ok(_) => panic!("5 parameters cannot be a 784-8-10 model"),
     };
     assert!(err.contains("5 parameters"), "{err}");
+
+    let (train, test) = small_mnist(100, 50);
+    let bad = TrainerOptions {
+        input_dropout: 1.0,
+        ..opts()
+    };
+    let err = match Trainer::cpu(spec, train, test, bad) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("input dropout 1 drops every pixel"),
+    };
+    assert!(err.contains("--input-dropout 1"), "{err}");
 }
 
 /// The example binary, (re)built here when `--test library` ran without the examples: a no-op
