@@ -378,18 +378,6 @@ impl Trainer {
     /// measured before its update), for a live curve; `None` between epochs. On the GPU this
     /// waits for the queued steps and reads their losses back.
     pub fn recent_loss(&mut self, n: usize) -> Result<Option<f64>> {
-        self.recent_loss_from_sums(n)
-    }
-
-    /// [`Trainer::recent_loss`] without blocking on the GPU's readback.
-    pub async fn recent_loss_async(&mut self, n: usize) -> Result<Option<f64>> {
-        if self.epoch.is_some() {
-            self.backend.prefetch(Prefetch::StepLosses).await?;
-        }
-        self.recent_loss_from_sums(n)
-    }
-
-    fn recent_loss_from_sums(&mut self, n: usize) -> Result<Option<f64>> {
         let Some(epoch) = &self.epoch else {
             return Ok(None);
         };
@@ -403,6 +391,14 @@ impl Trainer {
         let samples = end.saturating_sub(first * self.cfg.batch).max(1);
         let total: f64 = sums[from..].iter().map(|&l| l as f64).sum();
         Ok(Some(total / samples as f64))
+    }
+
+    /// [`Trainer::recent_loss`] without blocking on the GPU's readback.
+    pub async fn recent_loss_async(&mut self, n: usize) -> Result<Option<f64>> {
+        if self.epoch.is_some() {
+            self.backend.prefetch(Prefetch::StepLosses).await?;
+        }
+        self.recent_loss(n)
     }
 
     /// Loss and accuracy on the test set with the current weights.

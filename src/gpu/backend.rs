@@ -499,27 +499,6 @@ impl GpuBackend {
         }
         Ok(())
     }
-
-    /// The epoch's statistics from its per-step loss sums.
-    fn epoch_stats(&self, losses: &[f32]) -> EpochStats {
-        let mut stats = EpochStats {
-            samples: self.epoch_samples,
-            ..Default::default()
-        };
-        for (i, &l) in losses.iter().enumerate() {
-            let step = self.first_step + i;
-            if !l.is_finite() && stats.nonfinite.is_none() {
-                let len = if (step + 1) * self.batch > self.n_train {
-                    self.n_train % self.batch
-                } else {
-                    self.batch
-                };
-                stats.nonfinite = Some((step, l / len as f32));
-            }
-            stats.loss_sum += l as f64;
-        }
-        stats
-    }
 }
 
 impl Backend for GpuBackend {
@@ -623,7 +602,23 @@ impl Backend for GpuBackend {
 
     fn end_epoch(&mut self) -> Result<EpochStats> {
         let losses = self.step_loss_sums()?;
-        Ok(self.epoch_stats(&losses))
+        let mut stats = EpochStats {
+            samples: self.epoch_samples,
+            ..Default::default()
+        };
+        for (i, &l) in losses.iter().enumerate() {
+            let step = self.first_step + i;
+            if !l.is_finite() && stats.nonfinite.is_none() {
+                let len = if (step + 1) * self.batch > self.n_train {
+                    self.n_train % self.batch
+                } else {
+                    self.batch
+                };
+                stats.nonfinite = Some((step, l / len as f32));
+            }
+            stats.loss_sum += l as f64;
+        }
+        Ok(stats)
     }
 
     fn evaluate(&mut self, split: Split) -> Result<EvalStats> {
