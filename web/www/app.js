@@ -135,7 +135,7 @@ async function train() {
   stopAsked = false;
   $('train').disabled = true;
   $('stop').disabled = false;
-  $('download').disabled = false;
+  $('download').disabled = true;  // until the first weights are read back
   $('model-info').textContent = `Training ${session.describe()} on ${session.device()}.`;
   const batch = session.batchSize();
   const steps = session.stepsPerEpoch();
@@ -337,6 +337,8 @@ function stroke(e) {
 function setSnapshot(model) {
   if (snapshot) snapshot.free();
   snapshot = model;
+  // Only weights already read back can be downloaded (a read mid-step would re-enter the session).
+  $('download').disabled = !currentModel();
 }
 
 // The trained weights as last read back, else a loaded checkpoint.
