@@ -254,18 +254,21 @@ fn the_sparse_route_trains_like_the_dense_one() {
 fn a_full_batch_in_sample_order_trains_like_the_dense_route() {
     let _serial = serial();
     // 1300 samples: several chunks (256 rows per thread), the last partial; each epoch a
-    // different permutation.
-    let full = |name, optim| Case {
+    // different permutation. 300: one chunk, so plain SGD updates the first weight straight
+    // from the output gradient. Either way phase three takes each chunk in pieces of 64
+    // samples, the last partial.
+    let full = |name, batch, optim| Case {
         name,
         hidden: &[128],
-        batch: 1300,
+        batch,
         optim,
         dropout: 0.0,
         mask: false,
     };
     for case in [
-        full("sgd, full batch", sgd(0.0)),
-        full("momentum, full batch", sgd(0.9)),
+        full("sgd, full batch", 1300, sgd(0.0)),
+        full("momentum, full batch", 1300, sgd(0.9)),
+        full("sgd, full batch in one chunk", 300, sgd(0.0)),
     ] {
         same_training(&case, 1, 3);
     }

@@ -664,7 +664,7 @@ impl CpuBackend {
                 });
             first.dh = dh;
             let workers = &self.workers[..used];
-            let cols = prepared.as_ref().map(|w| &w.cols[c0 / first.rows]);
+            let cols = prepared.as_ref().map(|w| &w.cols[c0 / first.rows][..]);
             let rest = &batch[c0 + bc..];
             if fused {
                 // One chunk only: the weight it updates is read by no later phase one.
