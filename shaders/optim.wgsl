@@ -40,8 +40,14 @@ fn momentum_step(gid: vec3<u32>, nwg: vec3<u32>, nesterov: bool) {
     }
     let p = params[i];
     let g = grads[i] + u.weight_decay * p;
-    let v = u.momentum * state1[i] + g;
-    state1[i] = v;
+    // At μ = 0 there is no momentum buffer (PyTorch keeps none): v is g, and the buffer is
+    // neither read nor written. The branch is uniform, so llvmpipe skips the two accesses, two
+    // of this kernel's five per element.
+    var v = g;
+    if (u.momentum != 0.0) {
+        v = u.momentum * state1[i] + g;
+        state1[i] = v;
+    }
     params[i] = p - h.lr * select(v, g + u.momentum * v, nesterov);
 }
 

@@ -341,16 +341,10 @@ fn optimizer_updates_match_cpu() {
     let g = gpu(MatmulVariant::Blocked);
     let mut rows = Vec::new();
     for (i, n) in [1, 255, 101_770, 16_777_217 / 64].into_iter().enumerate() {
-        for kind in [
-            OptimizerKind::Sgd,
-            OptimizerKind::Nesterov,
-            OptimizerKind::Adam,
-            OptimizerKind::Adamw,
-        ] {
+        for (kind, mu) in verify::OPTIMIZER_CASES {
             let wd = if i % 2 == 1 { 0.01 } else { 0.0 };
-            rows.push(
-                verify::wait(verify::check_optimizer_update(&g, kind, wd, n, i as u32)).unwrap(),
-            );
+            let check = verify::check_optimizer_update(&g, kind, mu, wd, n, i as u32);
+            rows.push(verify::wait(check).unwrap());
         }
     }
     assert_rows(&rows);

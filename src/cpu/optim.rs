@@ -5,7 +5,8 @@
 
 use crate::optim::{OptimConfig, OptimizerKind, StepHyper};
 
-/// torch.optim.SGD: g += λ·p; v = μ·v + g; p −= lr·v (μ = 0: plain SGD, v is then g).
+/// torch.optim.SGD: g += λ·p; v = μ·v + g; p −= lr·v. At μ = 0 (plain SGD) v is g and, as
+/// PyTorch keeps no momentum buffer then, `velocity` is neither read nor written.
 pub fn sgd_update(
     params: &mut [f32],
     velocity: &mut [f32],
@@ -39,6 +40,13 @@ fn momentum_step(
     weight_decay: f32,
     nesterov: bool,
 ) {
+    if momentum == 0.0 {
+        // Nesterov's g + μ·v is g too.
+        for (p, &g) in params.iter_mut().zip(grads) {
+            *p -= lr * (g + weight_decay * *p);
+        }
+        return;
+    }
     for ((p, v), &g) in params.iter_mut().zip(velocity.iter_mut()).zip(grads) {
         let g = g + weight_decay * *p;
         *v = momentum * *v + g;

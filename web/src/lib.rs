@@ -124,7 +124,7 @@ pub async fn browser_kernel_checks(gpu: &Gpu) -> Result<Vec<verify::CheckRow>> {
     rows.push(verify::check_loss_reduce(gpu, 7, true, 0).await?);
     rows.push(verify::check_dropout(gpu, Some(Activation::Relu), 7, 13, 5, 0).await?);
     for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
-        rows.push(verify::check_optimizer_update(gpu, kind, 0.01, 1001, 1).await?);
+        rows.push(verify::check_optimizer_update(gpu, kind, 0.9, 0.01, 1001, 1).await?);
     }
     Ok(rows)
 }

@@ -889,12 +889,24 @@ pub async fn check_batch_gather_packed(gpu: &Gpu, rows: usize, seed: u32) -> Res
     ))
 }
 
+/// The update kernels' cases, (optimizer, momentum): plain SGD's μ = 0 skips the momentum
+/// buffer, so it is a case of its own.
+pub const OPTIMIZER_CASES: [(OptimizerKind, f32); 5] = [
+    (OptimizerKind::Sgd, 0.9),
+    (OptimizerKind::Sgd, 0.0),
+    (OptimizerKind::Nesterov, 0.9),
+    (OptimizerKind::Adam, 0.9),
+    (OptimizerKind::Adamw, 0.9),
+];
+
 /// One optimizer's update kernel over a flat parameter buffer (padded to whole vec4s, as the
 /// backend keeps it), at global step 7 of a schedule (its row of coefficients in a uniform, as
-/// a training step has it).
+/// a training step has it). `momentum` is the SGD family's (Adam ignores it); at 0 the momentum
+/// buffer must come back as it went in.
 pub async fn check_optimizer_update(
     gpu: &Gpu,
     kind: OptimizerKind,
+    momentum: f32,
     weight_decay: f32,
     n: usize,
     seed: u32,
@@ -911,7 +923,7 @@ pub async fn check_optimizer_update(
     let grads = pad(rand_vec(n, seed, 20, -1.0, 1.0));
     let cfg = OptimConfig {
         kind,
-        momentum: 0.9,
+        momentum,
         weight_decay,
         ..OptimConfig::sgd(0.9)
     };
@@ -958,7 +970,7 @@ pub async fn check_optimizer_update(
     }
     Ok(compare(
         kernel.name(),
-        format!("n={n} λ={weight_decay}"),
+        format!("n={n} μ={momentum} λ={weight_decay}"),
         &got,
         &wp,
         1e-6,
@@ -1277,14 +1289,9 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         rows.push(check_batch_gather_features(gpu, b, w, parts, i as u32).await?);
     }
     for (i, n) in [1, 1000, 101_770].into_iter().enumerate() {
-        for kind in [
-            OptimizerKind::Sgd,
-            OptimizerKind::Nesterov,
-            OptimizerKind::Adam,
-            OptimizerKind::Adamw,
-        ] {
+        for (kind, mu) in OPTIMIZER_CASES {
             let wd = if i == 1 { 0.01 } else { 0.0 };
-            rows.push(check_optimizer_update(gpu, kind, wd, n, i as u32).await?);
+            rows.push(check_optimizer_update(gpu, kind, mu, wd, n, i as u32).await?);
         }
     }
     for (i, (rows_, width, row0)) in [(1, 7, 0), (7, 13, 5), (64, 128, 8192)]
