@@ -30,10 +30,22 @@ const DERIVATIVE: u32 = 224u;  // DRELU | DSIGMOID | DTANH
 // matmul_backward_weight also writes the bias gradient, C[bias_off + i] (+)= sum_p A(i, p)
 // (A = dout^T, so that is bias_backward's column sum), from the invocations of column block 0.
 const BIAS_GRAD: u32 = 256u;
+// Plain SGD in matmul_backward_weight's store (the vec4 forms' store4_grad and bias_grad4): C
+// is the parameters, and each element takes C −= lr·(its gradient) instead of being the gradient,
+// lr from `hyper`. The host sets it for the input layer's product when the optimizer is plain
+// SGD (μ = 0, λ = 0) and the batch is one chunk, and then leaves that layer out of sgd_update:
+// on llvmpipe every access of an element-wise kernel is a loop over the lanes, and this saves
+// the update's three accesses per weight for the one added here (the weight's old value).
+const SGD_STEP: u32 = 512u;
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;    // C [m, n] at c_off
 @group(0) @binding(3) var<storage, read> aux: array<f32>;       // bias [n] or act [m, n], at bias_off
 @group(0) @binding(4) var<uniform> u: Mm;
+
+struct StepHyper {
+    lr: f32, bc1: f32, bc2: f32, t: u32,
+}
+@group(0) @binding(10) var<uniform> hyper: StepHyper;  // this step's row (SGD_STEP only)
 
 // The aux value the epilogue needs at C[i, j]: the bias, or the activation's output.
 fn aux_at(i: u32, j: u32) -> f32 {
@@ -135,6 +147,9 @@ fn store4_grad(i: u32, j0: u32, v: vec4<f32>) {
     if ((u.flags & ACCUMULATE) != 0u) {
         g = g + c4[at];
     }
+    if ((u.flags & SGD_STEP) != 0u) {
+        g = c4[at] - hyper.lr * v;
+    }
     c4[at] = g;
 }
 
@@ -147,6 +162,9 @@ fn bias_grad4(i: u32, sum: vec4<f32>) {
     var v = sum;
     if ((u.flags & ACCUMULATE) != 0u) {
         v = v + c4[at];
+    }
+    if ((u.flags & SGD_STEP) != 0u) {
+        v = c4[at] - hyper.lr * sum;
     }
     c4[at] = v;
 }

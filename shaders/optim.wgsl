@@ -12,8 +12,10 @@
 // Four parameters per invocation through vec4s: the host pads params, grads and the state to a
 // multiple of 4 floats (the padding stays zero).
 
+// Elements off4..n4 (vec4s) are updated: off4 > 0 where plain SGD already updated the input
+// layer inside its weight-gradient product (SGD_STEP, matmul_common.wgsl).
 struct Optim {
-    n4: u32, _p1: u32, momentum: f32, weight_decay: f32,
+    n4: u32, off4: u32, momentum: f32, weight_decay: f32,
     beta1: f32, beta2: f32, eps: f32, _p0: u32,
 }
 
@@ -29,7 +31,7 @@ struct StepHyper {
 @group(0) @binding(6) var<uniform> u: Optim;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
+    return u.off4 + gid.x + gid.y * nwg.x * 256u;
 }
 
 // The SGD family's step; Nesterov steps along g + μ·v instead of v.

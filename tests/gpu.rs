@@ -411,18 +411,10 @@ fn packed_input_matmuls_and_gather_match_cpu() {
     assert!(g.kernels.input, "the adapter lacks the packed-input form");
     let mut rows = Vec::new();
     for (i, &(b, n)) in verify::INPUT_SHAPES.iter().enumerate() {
-        for backward in [false, true] {
-            rows.push(
-                verify::wait(verify::check_matmul_input(
-                    &g,
-                    b,
-                    n,
-                    backward,
-                    i % 2 == 1,
-                    i as u32,
-                ))
-                .unwrap(),
-            );
+        // Forward; the weight gradient (accumulated at odd i); plain SGD in its store.
+        for (backward, sgd) in [(false, None), (true, None), (true, Some(0.1))] {
+            let check = verify::check_matmul_input(&g, b, n, backward, i % 2 == 1, sgd, i as u32);
+            rows.push(verify::wait(check).unwrap());
         }
     }
     for (i, b) in [1, 7, 83].into_iter().enumerate() {
@@ -483,6 +475,19 @@ fn training_steps_match_the_cpu() {
         let spec = ModelSpec::new(hidden, act, loss);
         let rows = verify::step_checks(gpu(variant), &spec, batch, 10, OptimConfig::sgd(0.9), 0.0)
             .unwrap();
+        assert_rows(&rows);
+    }
+    // Plain SGD with the packed batch: the input layer's update runs inside its weight-gradient
+    // product (SGD_STEP), checked through its parameters after one step, and the rest as usual.
+    for (hidden, batch) in [(&[128][..], 64), (&[64, 20][..], 16)] {
+        let spec = ModelSpec::new(hidden, Activation::Relu, Loss::Xent);
+        let g = gpu(MatmulVariant::Blocked);
+        let rows = verify::step_checks(g, &spec, batch, 10, OptimConfig::sgd(0.0), 0.0).unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.kernel.contains("in matmul_backward_weight")),
+            "{hidden:?} at batch {batch}: the input layer was not updated in its product"
+        );
         assert_rows(&rows);
     }
 }
@@ -1405,6 +1410,7 @@ fn subgroup_forms_for_every_lane_width_match_cpu() {
                     n,
                     i % 2 == 1,
                     false,
+                    (i % 4 == 3).then_some(0.1),
                     i as u32,
                 ))
                 .unwrap(),

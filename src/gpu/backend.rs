@@ -8,7 +8,9 @@ use crate::backend::{Backend, EpochStats, EvalStats, Pending, Prefetch, Setup, S
 use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::gpu::context::block_on;
-use crate::gpu::plan::build::{Buffers, build_eval_plan, build_step_plan, mask_plan, packed_input};
+use crate::gpu::plan::build::{
+    Buffers, build_eval_plan, build_step_plan, mask_plan, packed_input, sgd_in_product,
+};
 use crate::gpu::plan::{self, Plan};
 use crate::gpu::tune::{self, TuneReport};
 use crate::gpu::{CHUNK_ROWS, EVAL_ROWS, Gpu, MAX_IN_FLIGHT, STEPS_PER_SUBMIT};
@@ -179,6 +181,9 @@ pub struct GpuBackend {
     hyper_now: wgpu::Buffer,
     step_plan: Plan,
     tail_plan: Option<Plan>,
+    /// The leading floats of params that plain SGD updates inside the input layer's product
+    /// (their gradient is never formed), or 0 ([`sgd_in_product`]).
+    sgd_in_product: usize,
     test_eval: EvalSet,
     val_eval: Option<EvalSet>,
     /// apply_mask after every step's update, while a mask is set (`set_mask`).
@@ -332,6 +337,8 @@ impl GpuBackend {
             input_dropout: (*input_dropout > 0.0).then_some((*input_dropout, *seed)),
         };
         let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
+        // The tail is smaller, so it fuses where the whole batch does.
+        let sgd_in_product = sgd_in_product(g, spec, &ws, optim, batch.div_ceil(ws.rows));
         let tail = n_train % batch;
         let tail_plan = (tail != 0 && n_train > batch)
             .then(|| build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, tail))
@@ -359,6 +366,7 @@ impl GpuBackend {
             hyper_now,
             step_plan,
             tail_plan,
+            sgd_in_product,
             test_eval,
             val_eval,
             mask_plan: None,
@@ -415,7 +423,14 @@ impl GpuBackend {
         self.gpu.ctx.wait()
     }
 
-    /// The gradient of the last step (for parity tests).
+    /// The leading floats of the parameters (the input layer's weight and bias) that plain SGD
+    /// updates inside that layer's weight-gradient product, so that [`Self::grads`] never holds
+    /// their gradient; 0 where the step forms the whole gradient.
+    pub fn sgd_in_product(&self) -> usize {
+        self.sgd_in_product
+    }
+
+    /// The gradient of the last step (for parity tests), past [`Self::sgd_in_product`].
     pub fn grads(&mut self) -> Result<Vec<f32>> {
         self.sync()?;
         self.counters.readbacks += 1;

@@ -271,9 +271,19 @@ impl Kernel {
     /// (binding, access) in the order buffers are passed when binding; the uniform comes last.
     pub fn bindings(self) -> &'static [(u32, Access)] {
         match self {
-            // c, a, b, aux, then the packed batch and dout for the Input form, then the block.
+            // c, a, b, aux, then the packed batch and dout for the Input form, this step's
+            // hyper row (SGD_STEP), then the block.
             Kernel::MatmulForward | Kernel::MatmulBackwardInput | Kernel::MatmulBackwardWeight => {
-                &[(0, RW), (1, R), (2, R), (3, R), (8, UB), (9, UB), (4, U)]
+                &[
+                    (0, RW),
+                    (1, R),
+                    (2, R),
+                    (3, R),
+                    (8, UB),
+                    (9, UB),
+                    (10, UB),
+                    (4, U),
+                ]
             }
             Kernel::BiasBackward => &[(0, RW), (1, R), (2, U)],
             Kernel::ReluForward | Kernel::SigmoidForward | Kernel::TanhForward => {

@@ -37,6 +37,9 @@ pub(crate) const ADD_BIAS: u32 = 1;
 pub(crate) const ACCUMULATE: u32 = 2;
 /// matmul_backward_weight also writes the bias gradient (matmul_common.wgsl).
 pub const BIAS_GRAD: u32 = 256;
+/// matmul_backward_weight applies plain SGD to the parameters in place of writing the gradient
+/// (matmul_common.wgsl; vec4 forms only).
+pub const SGD_STEP: u32 = 512;
 
 /// The matmul epilogue flags that apply an activation, and its derivative.
 pub fn act_flags(a: Activation) -> (u32, u32) {

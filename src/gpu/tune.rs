@@ -605,11 +605,11 @@ fn parity(g: &Gpu, kernel: Kernel, mm: &Mm, form: Form, seed: u32) -> Result<boo
     let cap = |r: usize| r.min(PARITY_ROWS);
     let row = match (kernel, form) {
         (Kernel::MatmulForward, Form::Input) => verify::wait(verify::check_matmul_input(
-            g, mm.m, mm.n, false, false, seed,
+            g, mm.m, mm.n, false, false, None, seed,
         ))?,
-        (_, Form::Input) => {
-            verify::wait(verify::check_matmul_input(g, mm.k, mm.m, true, false, seed))?
-        }
+        (_, Form::Input) => verify::wait(verify::check_matmul_input(
+            g, mm.k, mm.m, true, false, None, seed,
+        ))?,
         (Kernel::MatmulForward, _) => verify::wait(verify::check_matmul_forward(
             g,
             (cap(mm.m), mm.k, mm.n),
@@ -743,7 +743,15 @@ impl Scratch {
         pb.push(
             format!("tune {}", mm.key(kernel)),
             kernel,
-            &[&self.bufs[0], a, &self.bufs[2], &self.bufs[3], xu, du],
+            &[
+                &self.bufs[0],
+                a,
+                &self.bufs[2],
+                &self.bufs[3],
+                xu,
+                du,
+                &g.no_uniform,
+            ],
             words(&mm.uniform()),
             groups,
         );

@@ -10,8 +10,8 @@ use crate::gpu::matmul::{Mm, vec4_ok};
 use crate::gpu::plan::{Plan, PlanBuilder, UniformSrc, groups_1d, words};
 use crate::gpu::tune::Product;
 use crate::gpu::{
-    ACCUMULATE, ADD_BIAS, ADVANCE, BIAS_GRAD, FROM_STATE, Gpu, PACKED, SLOT_FROM_STATE, WITH_GRAD,
-    act_flags,
+    ACCUMULATE, ADD_BIAS, ADVANCE, BIAS_GRAD, FROM_STATE, Gpu, PACKED, SGD_STEP, SLOT_FROM_STATE,
+    WITH_GRAD, act_flags,
 };
 use crate::model::{Activation, LayerShape, Loss, ModelSpec};
 use crate::optim::{OptimConfig, OptimizerKind};
@@ -25,7 +25,8 @@ fn act_kernels(a: Activation) -> (Kernel, Kernel) {
 }
 
 /// Pushes one matrix product. `packed`: the batch, packed, which the Input form reads in place
-/// of the float one (the caller has checked [`packed_input`]).
+/// of the float one (the caller has checked [`packed_input`]). `hyper`: this step's row, which
+/// a product with [`SGD_STEP`] reads its learning rate from.
 #[allow(clippy::too_many_arguments)]
 fn push_mm(
     pb: &mut PlanBuilder<'_>,
@@ -37,6 +38,7 @@ fn push_mm(
     b: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     packed: Option<&wgpu::Buffer>,
+    hyper: Option<&wgpu::Buffer>,
     mm: Mm,
 ) {
     let form = match packed {
@@ -57,7 +59,7 @@ fn push_mm(
     pb.push(
         label,
         kernel,
-        &[out, a, b, bias, xu, du],
+        &[out, a, b, bias, xu, du, hyper.unwrap_or(&g.no_uniform)],
         words(&mm.uniform()),
         g.kernels.groups(form, mm.m, mm.n),
     );
@@ -223,6 +225,7 @@ fn push_forward(
             params,
             params,
             (l == 0 && ws.packed).then_some(&ws.xb),
+            None,
             Mm::forward(s, rows, ADD_BIAS | if fuse { fused_act } else { 0 }),
         );
         if l != last && !fuse {
@@ -393,6 +396,7 @@ fn push_backward(
     accumulate: bool,
     head: bool,
     dropout: Option<DropoutBind<'_>>,
+    sgd_in_product: bool,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -437,6 +441,24 @@ fn push_backward(
     }
     let acc = if accumulate { ACCUMULATE } else { 0 };
     for (l, s) in layers.iter().enumerate().take(below).rev() {
+        if l == 0 && sgd_in_product {
+            // The input layer is the last product of the step, so nothing reads its weight
+            // after this: plain SGD updates it here, and sgd_update skips it.
+            push_mm(
+                pb,
+                g,
+                "layers.0 weight, bias −= lr[step]·(dactivations[1]ᵀ·[xb (packed), 1])".into(),
+                Kernel::MatmulBackwardWeight,
+                b.params,
+                &ws.dactivations[1],
+                &ws.activations[0],
+                &ws.activations[0],
+                Some(&ws.xb),
+                Some(b.hyper_now),
+                Mm::weight(s, rows, BIAS_GRAD | SGD_STEP),
+            );
+            continue;
+        }
         // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
@@ -458,6 +480,7 @@ fn push_backward(
             &ws.activations[l],
             &ws.activations[l],
             (l == 0 && ws.packed).then_some(&ws.xb),
+            None,
             Mm::weight(s, rows, acc | if g.fuse { BIAS_GRAD } else { 0 }),
         );
         if !g.fuse {
@@ -495,6 +518,7 @@ fn push_backward(
                 } else {
                     b.params
                 },
+                None,
                 None,
                 Mm::input_grad(s, rows, if fuse_dact { dact } else { 0 }),
             );
@@ -601,6 +625,8 @@ pub(crate) fn build_step_plan(
     let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
     let chunks = len.div_ceil(ws.rows);
     let head = g.fuse && head_fits(&g.kernels, spec, ws.rows);
+    let sgd_skip = sgd_in_product(g, spec, ws, &b.optim, chunks);
+    let sgd_in = sgd_skip > 0;
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
@@ -675,6 +701,7 @@ pub(crate) fn build_step_plan(
                 !first,
                 true,
                 dropout,
+                sgd_in,
             );
             continue;
         }
@@ -700,12 +727,18 @@ pub(crate) fn build_step_plan(
             !first,
             false,
             dropout,
+            sgd_in,
         );
     }
     let o = &b.optim;
     let (kernel, label) = update_kernel(o);
+    let n4 = spec.num_params().div_ceil(4);
+    let off4 = sgd_skip / 4;
     pb.push(
-        label,
+        match sgd_in {
+            true => format!("params[{sgd_skip}..] −= lr[step]·grads (layers.0: in its product)"),
+            false => label.to_owned(),
+        },
         kernel,
         &if b.optim.kind.is_adam() {
             vec![b.params, b.state1, b.state2, b.grads, b.hyper_now]
@@ -713,20 +746,43 @@ pub(crate) fn build_step_plan(
             vec![b.params, b.state1, b.grads, b.hyper_now]
         },
         words(&[
-            spec.num_params().div_ceil(4) as u32,
-            0,
+            n4 as u32,
+            off4 as u32,
             o.momentum.to_bits(),
             o.weight_decay.to_bits(),
             o.beta1.to_bits(),
             o.beta2.to_bits(),
             o.eps.to_bits(),
         ]),
-        groups_1d(spec.num_params().div_ceil(4), 256),
+        groups_1d(n4 - off4, 256),
     );
     if o.max_norm > 0.0 {
         push_max_norm(&mut pb, spec, b.params, o.max_norm);
     }
     pb.build()
+}
+
+/// Where plain SGD runs inside the input layer's weight-gradient product ([`SGD_STEP`]): the
+/// floats of that layer's weight and bias, which lead the parameters and which sgd_update then
+/// skips; 0 where it does not. Only for plain SGD (μ = 0, λ = 0: the update is −lr·g alone), a
+/// step of one chunk (no gradient to accumulate), the packed-input form (its store is
+/// store4_grad) and a hidden layer (so that the input layer's product is in the step).
+pub(crate) fn sgd_in_product(
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    o: &OptimConfig,
+    chunks: usize,
+) -> usize {
+    let layers = spec.layers();
+    let l0 = &layers[0];
+    let end = l0.b_off + l0.out;
+    let plain = o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && o.weight_decay == 0.0;
+    let leads = l0.w_off == 0 && l0.b_off == l0.inp * l0.out && end.is_multiple_of(4);
+    match g.fuse && plain && chunks == 1 && ws.packed && layers.len() > 1 && leads {
+        true => end,
+        false => 0,
+    }
 }
 
 /// max_norm after the update, one dispatch per layer: each unit's incoming weights (a row of

@@ -17,13 +17,16 @@ use super::{CheckRow, bytes, compare, f32s, rand_labels, rand_vec, run_one};
 /// The Input form of matmul_forward (`backward` false: out = relu(x·Wᵀ + b)) or of
 /// matmul_backward_weight (`backward` true: dW, db (+)= doutᵀ·[x, 1]), where x [B, 784] arrives
 /// packed (u8 pixels, 4 per u32) in a uniform buffer, against the CPU's batch_gather then the
-/// float twins. B ≤ 83 (the packed batch fits 64 KiB).
+/// float twins. B ≤ 83 (the packed batch fits 64 KiB). With `sgd` (a learning rate; backward
+/// only, not with `accumulate`), the product applies plain SGD to the weight and bias it is
+/// given (SGD_STEP), against the twins' gradient then `sgd_update`.
 pub async fn check_matmul_input(
     gpu: &Gpu,
     b: usize,
     n: usize,
     backward: bool,
     accumulate: bool,
+    sgd: Option<f32>,
     seed: u32,
 ) -> Result<CheckRow> {
     let k = PIXELS;
@@ -81,8 +84,19 @@ pub async fn check_matmul_input(
     let grads = rand_vec(b_off + n, seed, 53, -1.0, 1.0);
     let mut want = grads.clone();
     let (dw, db) = want[w_off..].split_at_mut(n * k);
-    twin::matmul_backward_weight(dw, &dout, &x, b, k, n, accumulate);
-    twin::bias_backward(db, &dout, b, n, accumulate);
+    // With SGD, `grads` is the parameters and `want` first their gradient.
+    let acc = accumulate && sgd.is_none();
+    twin::matmul_backward_weight(dw, &dout, &x, b, k, n, acc);
+    twin::bias_backward(db, &dout, b, n, acc);
+    let mut flags = crate::gpu::BIAS_GRAD | if acc { 2 } else { 0 };
+    let mut hyper = [0f32; 4];
+    if let Some(lr) = sgd {
+        let mut p = grads.clone();
+        crate::cpu::optim::sgd_update(&mut p[w_off..], &mut [], &want[w_off..], lr, 0.0, 0.0);
+        want = p;
+        flags |= crate::gpu::SGD_STEP;
+        hyper[0] = lr;
+    }
     dout.resize(NO_UNIFORM.len() / 4, 0.0);
     let out = run_one(
         gpu,
@@ -95,21 +109,25 @@ pub async fn check_matmul_input(
             &NO_UNIFORM[..16],
             &packed,
             bytes(&dout),
+            bytes(&hyper),
         ],
-        &weight_words(
-            b,
-            k,
-            n,
-            crate::gpu::BIAS_GRAD | if accumulate { 2 } else { 0 },
-            w_off,
-            b_off,
-        ),
+        &weight_words(b, k, n, flags, w_off, b_off),
         gpu.kernels.groups(form, n, k),
     )
     .await?;
     Ok(compare(
-        "matmul_backward_weight + bias_backward (subgroup, packed input)",
-        format!("B={b} K={k} N={n}{}", if accumulate { " +=" } else { "" }),
+        match sgd {
+            None => "matmul_backward_weight + bias_backward (subgroup, packed input)",
+            Some(_) => "matmul_backward_weight + sgd_update (subgroup, packed input)",
+        },
+        format!(
+            "B={b} K={k} N={n}{}",
+            match (acc, sgd) {
+                (_, Some(lr)) => format!(" lr={lr}"),
+                (true, None) => " +=".into(),
+                (false, None) => String::new(),
+            }
+        ),
         &f32s(&out[0]),
         &want,
         1e-5,
@@ -1324,8 +1342,9 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
     }
     if gpu.kernels.input {
         for (i, &(b, n)) in INPUT_SHAPES.iter().enumerate() {
-            rows.push(check_matmul_input(gpu, b, n, false, false, i as u32).await?);
-            rows.push(check_matmul_input(gpu, b, n, true, i % 2 == 1, i as u32).await?);
+            rows.push(check_matmul_input(gpu, b, n, false, false, None, i as u32).await?);
+            rows.push(check_matmul_input(gpu, b, n, true, i % 2 == 1, None, i as u32).await?);
+            rows.push(check_matmul_input(gpu, b, n, true, false, Some(0.1), i as u32).await?);
         }
     }
     // output_layer_step exists only where the adapter has subgroups.

@@ -84,7 +84,8 @@ pub fn wait<T>(check: impl std::future::Future<Output = Result<T>>) -> Result<T>
 }
 
 /// Runs one dispatch of `kernel` over buffers initialised from `inputs` (in binding order) and
-/// returns every buffer's contents afterwards (the read-only ones as given).
+/// returns every buffer's contents afterwards (the read-only ones as given). Uniform arrays past
+/// the last input (a matmul's step row, which only SGD_STEP reads) are bound to the unused one.
 pub async fn run_one(
     gpu: &Gpu,
     kernel: Kernel,
@@ -112,7 +113,10 @@ pub async fn run_one(
             }
         })
         .collect();
-    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    let mut refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    while access.get(refs.len()) == Some(&Access::UniformBuffer) {
+        refs.push(&gpu.no_uniform);
+    }
     let mut pb = PlanBuilder::new(&gpu.ctx, &gpu.kernels, kernel.name());
     pb.push(kernel.name(), kernel, &refs, words(uniform), workgroups);
     pb.set_form(form);

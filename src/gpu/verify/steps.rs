@@ -145,15 +145,37 @@ pub fn step_checks_with(
         cpu.step(s, s * batch, batch)?;
         gpu_b.step(s, s * batch, batch)?;
         if s == 0 {
+            // Where plain SGD ran inside the input layer's product, that layer's gradient is
+            // checked through its update (p − lr·g), the rest of the gradient as formed.
+            let n0 = gpu_b.sgd_in_product();
             let g = gpu_b.grads()?;
             rows.push(compare(
                 "step: grads",
-                shape.clone(),
-                &g,
-                &want_grads,
+                match n0 {
+                    0 => shape.clone(),
+                    _ => format!("{shape}, past layers.0"),
+                },
+                &g[n0..],
+                &want_grads[n0..],
                 1e-5,
                 1e-3,
             ));
+            if n0 > 0 {
+                let p = gpu_b.params()?;
+                let want: Vec<f32> = params[..n0]
+                    .iter()
+                    .zip(&want_grads[..n0])
+                    .map(|(p, g)| p - hyper[0].lr * g)
+                    .collect();
+                rows.push(compare(
+                    "step: layers.0 −= lr·grads, in matmul_backward_weight",
+                    shape.clone(),
+                    &p[..n0],
+                    &want,
+                    1e-5,
+                    1e-3,
+                ));
+            }
         }
         let total = cpu.end_epoch()?.loss_sum;
         cpu_losses.push(((total - before) / batch as f64) as f32);
