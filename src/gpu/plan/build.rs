@@ -441,29 +441,19 @@ fn push_backward(
     }
     let acc = if accumulate { ACCUMULATE } else { 0 };
     for (l, s) in layers.iter().enumerate().take(below).rev() {
-        if l == 0 && sgd_in_product {
-            // The input layer is the last product of the step, so nothing reads its weight
-            // after this: plain SGD updates it here, and sgd_update skips it.
-            push_mm(
-                pb,
-                g,
-                "layers.0 weight, bias −= lr[step]·(dactivations[1]ᵀ·[xb (packed), 1])".into(),
-                Kernel::MatmulBackwardWeight,
-                b.params,
-                &ws.dactivations[1],
-                &ws.activations[0],
-                &ws.activations[0],
-                Some(&ws.xb),
-                Some(b.hyper_now),
-                Mm::weight(s, rows, BIAS_GRAD | SGD_STEP),
-            );
-            continue;
-        }
+        // With `sgd_in_product`: the input layer's product is the step's last, so nothing reads
+        // its weight after it, and plain SGD updates the weight there (sgd_update skips it).
+        let sgd = l == 0 && sgd_in_product;
         // Fused: the weight-gradient product also sums dout's columns into the bias gradient.
         push_mm(
             pb,
             g,
-            if g.fuse {
+            if sgd {
+                format!(
+                    "layers.{l} weight, bias −= lr[step]·(dactivations[{}]ᵀ·[activations[{l}], 1])",
+                    l + 1
+                )
+            } else if g.fuse {
                 format!(
                     "layers.{l} grads.weight, grads.bias = dactivations[{}]ᵀ·[activations[{l}], 1]",
                     l + 1
@@ -475,13 +465,20 @@ fn push_backward(
                 )
             },
             Kernel::MatmulBackwardWeight,
-            b.grads,
+            if sgd { b.params } else { b.grads },
             &ws.dactivations[l + 1],
             &ws.activations[l],
             &ws.activations[l],
             (l == 0 && ws.packed).then_some(&ws.xb),
-            None,
-            Mm::weight(s, rows, acc | if g.fuse { BIAS_GRAD } else { 0 }),
+            sgd.then_some(b.hyper_now),
+            Mm::weight(
+                s,
+                rows,
+                match sgd {
+                    true => BIAS_GRAD | SGD_STEP,
+                    false => acc | if g.fuse { BIAS_GRAD } else { 0 },
+                },
+            ),
         );
         if !g.fuse {
             pb.push(

@@ -162,11 +162,9 @@ pub fn step_checks_with(
             ));
             if n0 > 0 {
                 let p = gpu_b.params()?;
-                let want: Vec<f32> = params[..n0]
-                    .iter()
-                    .zip(&want_grads[..n0])
-                    .map(|(p, g)| p - hyper[0].lr * g)
-                    .collect();
+                let mut want = params[..n0].to_vec();
+                let lr = hyper[0].lr;
+                cpu::optim::sgd_update(&mut want, &mut [], &want_grads[..n0], lr, 0.0, 0.0);
                 rows.push(compare(
                     "step: layers.0 −= lr·grads, in matmul_backward_weight",
                     shape.clone(),
