@@ -107,34 +107,40 @@ fn parse_args() -> Args {
 
 // ---------------------------------------------------------------- MNIST (IDX, gzip)
 
+/// A bad data file or directory: says which and why, and exits non-zero.
+fn fail(path: &Path, why: impl std::fmt::Display) -> ! {
+    eprintln!("burn-mlp: {}: {why} (pass --data-dir)", path.display());
+    std::process::exit(1);
+}
+
 /// Reads a gzipped IDX file: returns its dimensions and the raw u8 payload.
 fn read_idx_gz(path: &Path, expected_magic: u32) -> (Vec<usize>, Vec<u8>) {
     let file =
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        std::fs::File::open(path).unwrap_or_else(|e| fail(path, format!("cannot open: {e}")));
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)
-        .unwrap_or_else(|e| panic!("cannot gunzip {}: {e}", path.display()));
-    assert!(bytes.len() >= 4, "{}: truncated header", path.display());
-    let magic = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
-    assert_eq!(
-        magic,
-        expected_magic,
-        "{}: magic {magic:#010x}, expected {expected_magic:#010x}",
-        path.display()
-    );
+        .unwrap_or_else(|e| fail(path, format!("cannot gunzip: {e}")));
+    let word = |at: usize| -> u32 {
+        match bytes.get(at..at + 4) {
+            Some(w) => u32::from_be_bytes([w[0], w[1], w[2], w[3]]),
+            None => fail(path, "truncated header"),
+        }
+    };
+    let magic = word(0);
+    if magic != expected_magic {
+        fail(
+            path,
+            format!("magic {magic:#010x}, expected {expected_magic:#010x}"),
+        );
+    }
     let ndim = (magic & 0xff) as usize;
     let header = 4 + 4 * ndim;
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..ndim).map(|i| word(4 + 4 * i) as usize).collect();
     let count: usize = dims.iter().product();
-    assert_eq!(
-        bytes.len() - header,
-        count,
-        "{}: payload size does not match header",
-        path.display()
-    );
+    if bytes.len() - header != count {
+        fail(path, "payload size does not match header");
+    }
     bytes.drain(..header);
     (dims, bytes)
 }
