@@ -9,10 +9,20 @@
 // Why one kernel: on llvmpipe every dispatch costs about 100 µs of thread hand-offs whatever its
 // size, and this layer's products are tiny (10 outputs). Run separately they take five dispatches
 // (matmul_forward, softmax_xent_forward, loss_reduce, matmul_backward_weight with the bias
-// gradient, matmul_backward_input); here they take one. One workgroup holds the whole batch, so the loss
-// sum and the weight gradient need no cross-workgroup reduction: the host uses this kernel for
-// batches of at most 256 rows whose hidden size and offsets are multiples of 4, and the separate
-// kernels otherwise. The CPU twin, cpu::kernels::output_layer_step, runs those separate twins.
+// gradient, matmul_backward_input); here they take one. One workgroup holds the whole batch, so
+// the loss sum and the weight gradient need no cross-workgroup reduction: the host uses this
+// kernel for batches of at most 256 rows whose hidden size and offsets are multiples of 4 and
+// whose W and b fit a 64 KiB uniform array, and the separate kernels otherwise. The CPU twin,
+// cpu::kernels::output_layer_step, runs those separate twins.
+//
+// Where the operands live, and why: on llvmpipe a storage or workgroup load is a loop over the
+// SIMD lanes with a branch per lane (even when every lane reads one address), a uniform load at
+// one address is one scalar load, and a uniform load at per-lane addresses a branch-free gather.
+// So W and b come from `wu`, a copy of the layer's parameters the host makes before each step
+// (every lane reads W[j, q] at the same q); act comes from `au` where the batch fits 64 KiB
+// (form Input) and from storage otherwise (form Scalar), through act_at, which the host appends
+// to this file per form. Measured at 784-128-10, batch 64: 0.73-0.80 ms with W and act from
+// storage (subgroup shuffles sharing W), 0.38-0.47 ms with W uniform, 0.21-0.33 ms with both.
 
 struct Head {
     rows: u32, h4: u32, w4: u32, b4: u32,   // h4 = h/4; W at w4, bias at b4 (vec4 units)
@@ -31,16 +41,16 @@ const WG: u32 = 64u;
 const MAX_ROWS: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> act: array<vec4<f32>>;             // act [rows, h]
-@group(0) @binding(1) var<storage, read> params: array<vec4<f32>>;          // W [10, h], b [10]
 @group(0) @binding(2) var<storage, read_write> grads: array<vec4<f32>>;     // laid out as params
 @group(0) @binding(3) var<storage, read_write> dact: array<vec4<f32>>;      // dact [rows, h]
 @group(0) @binding(4) var<storage, read> labels: array<u32>;                // labels [rows]
 @group(0) @binding(5) var<storage, read_write> step_losses: array<f32>;     // [steps]
 @group(0) @binding(6) var<storage, read_write> state: array<u32>;           // [4]: step, ...
+@group(0) @binding(7) var<uniform> wu: array<vec4<f32>, 4096>;  // W [10, h], b [10] (a copy)
+@group(0) @binding(8) var<uniform> au: array<vec4<f32>, 4096>;  // act [rows, h] (form Input)
 @group(0) @binding(15) var<uniform> u: Head;
 
-var<workgroup> dl: array<vec4<f32>, 768>;  // dlogits [rows, 12] (10 and 2 zeros), rows <= 256
-var<workgroup> part: array<f32, 64>;        // each invocation's loss sum
+var<workgroup> dl: array<vec4<f32>, 768>;  // [rows, 12]: dlogits (10), the row's loss, 0; rows <= 256
 
 // f'(a) from the activation's output a, as matmul_common.wgsl's epilogue computes it.
 fn deriv(a: vec4<f32>) -> vec4<f32> {
@@ -56,152 +66,204 @@ fn deriv(a: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(1.0);
 }
 
-// Row q/4-th vec4 of W[j]. Every lane needs all ten rows of W at the same q; lanes 0..7 load rows
-// 0..7 and lanes 0..1 rows 8..9, and shuffles hand them to every lane (on llvmpipe a load is a
-// loop over the lanes, a shuffle with a constant lane one instruction). Needs subgroups of at
-// least 8; the host checks.
-fn w_rows(lane: u32, q: u32) -> array<vec4<f32>, 10> {
-    let lo = params[u.w4 + min(lane, 9u) * u.h4 + q];
-    let hi = params[u.w4 + (8u + lane % 2u) * u.h4 + q];
-    return array<vec4<f32>, 10>(
-        subgroupShuffle(lo, 0u), subgroupShuffle(lo, 1u), subgroupShuffle(lo, 2u),
-        subgroupShuffle(lo, 3u), subgroupShuffle(lo, 4u), subgroupShuffle(lo, 5u),
-        subgroupShuffle(lo, 6u), subgroupShuffle(lo, 7u), subgroupShuffle(hi, 0u),
-        subgroupShuffle(hi, 1u),
+// The ten rows of W at column block q (vec4 q of each row), as one value per class.
+struct W10 {
+    w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, w4: vec4<f32>,
+    w5: vec4<f32>, w6: vec4<f32>, w7: vec4<f32>, w8: vec4<f32>, w9: vec4<f32>,
+}
+
+// Every class is spelled out, here and below: a loop over classes would index an array
+// dynamically, and llvmpipe keeps such an array in memory.
+fn w_rows(q: u32) -> W10 {
+    let h4 = u.h4;
+    return W10(
+        wu[q], wu[q + h4], wu[q + 2u * h4], wu[q + 3u * h4],
+        wu[q + 4u * h4], wu[q + 5u * h4], wu[q + 6u * h4], wu[q + 7u * h4],
+        wu[q + 8u * h4], wu[q + 9u * h4],
     );
+}
+
+// g += dlogits[r, j] · a for every class j.
+fn outer(g: ptr<function, W10>, a: vec4<f32>, d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>) {
+    (*g).w0 = (*g).w0 + d0.x * a;
+    (*g).w1 = (*g).w1 + d0.y * a;
+    (*g).w2 = (*g).w2 + d0.z * a;
+    (*g).w3 = (*g).w3 + d0.w * a;
+    (*g).w4 = (*g).w4 + d1.x * a;
+    (*g).w5 = (*g).w5 + d1.y * a;
+    (*g).w6 = (*g).w6 + d1.z * a;
+    (*g).w7 = (*g).w7 + d1.w * a;
+    (*g).w8 = (*g).w8 + d2.x * a;
+    (*g).w9 = (*g).w9 + d2.y * a;
+}
+
+// grads.W[j, 4q..4q+4] for every class j.
+fn store_w10(q: u32, g: W10) {
+    let at = u.w4 + q;
+    let h4 = u.h4;
+    store_grad(at, g.w0);
+    store_grad(at + h4, g.w1);
+    store_grad(at + 2u * h4, g.w2);
+    store_grad(at + 3u * h4, g.w3);
+    store_grad(at + 4u * h4, g.w4);
+    store_grad(at + 5u * h4, g.w5);
+    store_grad(at + 6u * h4, g.w6);
+    store_grad(at + 7u * h4, g.w7);
+    store_grad(at + 8u * h4, g.w8);
+    store_grad(at + 9u * h4, g.w9);
+}
+
+// grads.b (+)= Σ_r dlogits; step_losses[step] (+)= Σ_r losses; the step counter moves on. The
+// bias's last two floats are the buffer's padding, kept.
+fn sums(e0: vec4<f32>, e1: vec4<f32>, e2: vec4<f32>) {
+    store_grad(u.b4, e0);
+    store_grad(u.b4 + 1u, e1);
+    let old = grads[u.b4 + 2u];
+    var g = e2.xy;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        g = g + old.xy;
+    }
+    grads[u.b4 + 2u] = vec4<f32>(g, old.zw);
+    let slot = u.slot + state[0];
+    var total = e2.z;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        total = total + step_losses[slot];
+    }
+    step_losses[slot] = total;
+    if ((u.flags & ADVANCE) != 0u) {
+        state[0] = state[0] + 1u;
+    }
+}
+
+// grads[at] = v, or += with ACCUMULATE.
+fn store_grad(at: u32, v: vec4<f32>) {
+    var g = v;
+    if ((u.flags & ACCUMULATE) != 0u) {
+        g = g + grads[at];
+    }
+    grads[at] = g;
+}
+
+// 1 at class y's place among classes 0..3, 4..7 and 8..11 (8 and 9 real, the rest padding).
+fn one_hot(y: u32, first: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(y) == vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u));
 }
 
 @compute @workgroup_size(64)
 fn output_layer_step(
     @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let h4 = u.h4;
-    let bias = array<vec4<f32>, 3>(params[u.b4], params[u.b4 + 1u], params[u.b4 + 2u]);
-    var lsum = 0.0;
-    // Whole subgroups run every iteration (shuffles need them): lanes past the last row redo
-    // the last row and store nothing.
+    let b0 = wu[10u * h4];
+    let b1 = wu[10u * h4 + 1u];
+    let b2 = wu[10u * h4 + 2u];
+    // Invocations past the last row redo the last row and store nothing.
     for (var base = 0u; base < u.rows; base = base + WG) {
         let live = base + lid < u.rows;
         let r = min(base + lid, u.rows - 1u);
-        // logits: ten dot products along the row.
-        var z = array<f32, 10>();
+        // logits [classes 0..3, 4..7, 8..9]: ten dot products along the row.
+        var z0 = vec4<f32>(0.0);
+        var z1 = vec4<f32>(0.0);
+        var z2 = vec2<f32>(0.0);
         for (var q = 0u; q < h4; q = q + 1u) {
-            let a = act[r * h4 + q];
-            let w = w_rows(lane, q);
-            for (var j = 0u; j < CLASSES; j = j + 1u) {
-                z[j] = z[j] + dot(a, w[j]);
-            }
+            let a = act_at(r * h4 + q);
+            let w = w_rows(q);
+            z0 = z0 + vec4<f32>(dot(a, w.w0), dot(a, w.w1), dot(a, w.w2), dot(a, w.w3));
+            z1 = z1 + vec4<f32>(dot(a, w.w4), dot(a, w.w5), dot(a, w.w6), dot(a, w.w7));
+            z2 = z2 + vec2<f32>(dot(a, w.w8), dot(a, w.w9));
         }
+        z0 = z0 + b0;
+        z1 = z1 + b1;
+        z2 = z2 + b2.xy;
         let y = labels[r];
+        let t0 = one_hot(y, 0u);
+        let t1 = one_hot(y, 4u);
+        let t2 = one_hot(y, 8u).xy;
         var loss = 0.0;
-        var d = array<f32, 12>();
+        var d0: vec4<f32>;
+        var d1: vec4<f32>;
+        var d2: vec2<f32>;
         if ((u.flags & MSE) != 0u) {
-            for (var j = 0u; j < CLASSES; j = j + 1u) {
-                let e = z[j] + bias[j / 4u][j % 4u] - select(0.0, 1.0, y == j);
-                loss = loss + e * e;
-                d[j] = 2.0 * e / f32(CLASSES) * u.scale;
-            }
-            loss = loss / f32(CLASSES);
+            let e0 = z0 - t0;
+            let e1 = z1 - t1;
+            let e2 = z2 - t2;
+            loss = (dot(e0, e0) + dot(e1, e1) + dot(e2, e2)) / f32(CLASSES);
+            let k = 2.0 / f32(CLASSES) * u.scale;
+            d0 = e0 * k;
+            d1 = e1 * k;
+            d2 = e2 * k;
         } else {
-            var mx = -3.4e38;
-            for (var j = 0u; j < CLASSES; j = j + 1u) {
-                z[j] = z[j] + bias[j / 4u][j % 4u];
-                mx = max(mx, z[j]);
-            }
-            var s = 0.0;
-            var zy = 0.0;
-            for (var j = 0u; j < CLASSES; j = j + 1u) {
-                s = s + exp(z[j] - mx);
-                zy = select(zy, z[j], y == j);
-            }
+            let m4 = max(z0, z1);
+            let mx = max(max(max(m4.x, m4.y), max(m4.z, m4.w)), max(z2.x, z2.y));
+            let p0 = exp(z0 - mx);
+            let p1 = exp(z1 - mx);
+            let p2 = exp(z2 - mx);
+            let s = dot(p0, vec4<f32>(1.0)) + dot(p1, vec4<f32>(1.0)) + p2.x + p2.y;
+            let zy = dot(z0, t0) + dot(z1, t1) + dot(z2, t2);
             let inv = 1.0 / s;
-            for (var j = 0u; j < CLASSES; j = j + 1u) {
-                let p = exp(z[j] - mx) * inv;
-                d[j] = (p - select(0.0, 1.0, y == j)) * u.scale;
-            }
+            d0 = (p0 * inv - t0) * u.scale;
+            d1 = (p1 * inv - t1) * u.scale;
+            d2 = (p2 * inv - t2) * u.scale;
             loss = log(s) - (zy - mx);
         }
         if (live) {
-            lsum = lsum + loss;
-            dl[r * 3u] = vec4<f32>(d[0], d[1], d[2], d[3]);
-            dl[r * 3u + 1u] = vec4<f32>(d[4], d[5], d[6], d[7]);
-            dl[r * 3u + 2u] = vec4<f32>(d[8], d[9], 0.0, 0.0);
+            dl[r * 3u] = d0;
+            dl[r * 3u + 1u] = d1;
+            dl[r * 3u + 2u] = vec4<f32>(d2, loss, 0.0);
         }
         // dact = (dlogits·W) ⊙ f'(act), while this row's dlogits are at hand.
         if ((u.flags & (DRELU | DSIGMOID | DTANH | DIDENT)) != 0u) {
             for (var q = 0u; q < h4; q = q + 1u) {
-                let w = w_rows(lane, q);
-                var g = vec4<f32>(0.0);
-                for (var j = 0u; j < CLASSES; j = j + 1u) {
-                    g = g + d[j] * w[j];
-                }
+                let w = w_rows(q);
+                let g = d0.x * w.w0 + d0.y * w.w1 + d0.z * w.w2 + d0.w * w.w3 + d1.x * w.w4
+                    + d1.y * w.w5 + d1.z * w.w6 + d1.w * w.w7 + d2.x * w.w8 + d2.y * w.w9;
                 if (live) {
-                    dact[r * h4 + q] = g * deriv(act[r * h4 + q]);
+                    dact[r * h4 + q] = g * deriv(act_at(r * h4 + q));
                 }
             }
         }
     }
-    part[lid] = lsum;
     workgroupBarrier();
-    // grads.W[j, 4q..4q+4] (+)= Σ_r dlogits[r, j] · act[r, 4q..4q+4]: one q per invocation, all
-    // ten j, so each row costs four loads for forty multiply-adds.
-    for (var q = lid; q < h4; q = q + WG) {
-        var g = array<vec4<f32>, 10>();
+    // grads.W[j, 4q..4q+4] (+)= Σ_r dlogits[r, j] · act[r, 4q..4q+4]: four column blocks q per
+    // invocation (q0 + k·S), all ten classes, so each row's three dlogits loads (a workgroup
+    // load is a loop over the lanes on llvmpipe, even at one address) feed 160 multiply-adds.
+    let s4 = (h4 + 3u) / 4u;
+    for (var q0 = lid; q0 < s4; q0 = q0 + WG) {
+        let q1 = min(q0 + s4, h4 - 1u);
+        let q2 = min(q0 + 2u * s4, h4 - 1u);
+        let q3 = min(q0 + 3u * s4, h4 - 1u);
+        var g0 = W10();
+        var g1 = W10();
+        var g2 = W10();
+        var g3 = W10();
+        // Σ_r dlogits [classes 0..3, 4..7, 8..9] and, in e2.z, Σ_r losses (dl's padding).
+        var e0 = vec4<f32>(0.0);
+        var e1 = vec4<f32>(0.0);
+        var e2 = vec4<f32>(0.0);
         for (var r = 0u; r < u.rows; r = r + 1u) {
-            let a = act[r * h4 + q];
             let d0 = dl[r * 3u];
             let d1 = dl[r * 3u + 1u];
             let d2 = dl[r * 3u + 2u];
-            g[0] = g[0] + d0.x * a;
-            g[1] = g[1] + d0.y * a;
-            g[2] = g[2] + d0.z * a;
-            g[3] = g[3] + d0.w * a;
-            g[4] = g[4] + d1.x * a;
-            g[5] = g[5] + d1.y * a;
-            g[6] = g[6] + d1.z * a;
-            g[7] = g[7] + d1.w * a;
-            g[8] = g[8] + d2.x * a;
-            g[9] = g[9] + d2.y * a;
+            outer(&g0, act_at(r * h4 + q0), d0, d1, d2);
+            outer(&g1, act_at(r * h4 + q1), d0, d1, d2);
+            outer(&g2, act_at(r * h4 + q2), d0, d1, d2);
+            outer(&g3, act_at(r * h4 + q3), d0, d1, d2);
+            e0 = e0 + d0;
+            e1 = e1 + d1;
+            e2 = e2 + d2;
         }
-        for (var j = 0u; j < CLASSES; j = j + 1u) {
-            let at = u.w4 + j * h4 + q;
-            var v = g[j];
-            if ((u.flags & ACCUMULATE) != 0u) {
-                v = v + grads[at];
-            }
-            grads[at] = v;
+        if (q0 == 0u) {
+            sums(e0, e1, e2);
         }
-    }
-    // grads.b: three vec4s, of which the last two floats are the buffer's padding (kept).
-    if (lid < 3u) {
-        var g = vec4<f32>(0.0);
-        for (var r = 0u; r < u.rows; r = r + 1u) {
-            g = g + dl[r * 3u + lid];
+        store_w10(q0, g0);
+        if (q0 + s4 < h4) {
+            store_w10(q1, g1);
         }
-        let at = u.b4 + lid;
-        let old = grads[at];
-        if ((u.flags & ACCUMULATE) != 0u) {
-            g = g + old;
+        if (q0 + 2u * s4 < h4) {
+            store_w10(q2, g2);
         }
-        if (lid == 2u) {
-            g = vec4<f32>(g.xy, old.zw);
-        }
-        grads[at] = g;
-    }
-    // The loss sum in a fixed order, then the step counter.
-    if (lid == 0u) {
-        var total = 0.0;
-        for (var i = 0u; i < WG; i = i + 1u) {
-            total = total + part[i];
-        }
-        let slot = u.slot + state[0];
-        if ((u.flags & ACCUMULATE) != 0u) {
-            total = total + step_losses[slot];
-        }
-        step_losses[slot] = total;
-        if ((u.flags & ADVANCE) != 0u) {
-            state[0] = state[0] + 1u;
+        if (q0 + 3u * s4 < h4) {
+            store_w10(q3, g3);
         }
     }
 }

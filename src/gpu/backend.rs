@@ -8,8 +8,10 @@ use crate::backend::{Backend, EpochStats, EvalStats, Pending, Prefetch, Setup, S
 use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::gpu::context::block_on;
+use crate::gpu::kernels;
 use crate::gpu::plan::build::{
-    Buffers, build_eval_plan, build_step_plan, mask_plan, packed_input, sgd_in_product,
+    Buffers, build_eval_plan, build_step_plan, head_fits, head_input, head_w_bytes, mask_plan,
+    packed_input, sgd_in_product,
 };
 use crate::gpu::plan::{self, Plan};
 use crate::gpu::tune::{self, TuneReport};
@@ -115,7 +117,16 @@ impl Workspace {
                 .sizes
                 .iter()
                 .enumerate()
-                .map(|(l, &s)| gpu.storage(&format!("{name}.activations[{l}]"), f(rows * s)))
+                .map(|(l, &s)| {
+                    let label = format!("{name}.activations[{l}]");
+                    // The output layer's input, which output_layer_step reads as a uniform
+                    // array where it fits one.
+                    if l + 2 == spec.sizes.len() && head_input(rows, s) {
+                        gpu.storage_uniform(&label, f(rows * s))
+                    } else {
+                        gpu.storage(&label, f(rows * s))
+                    }
+                })
                 .collect(),
             dactivations: spec
                 .sizes
@@ -179,6 +190,10 @@ pub struct GpuBackend {
     /// copy puts its row in hyper_now, the uniform its update and dropout kernels read.
     hyper: wgpu::Buffer,
     hyper_now: wgpu::Buffer,
+    /// head_w: output_layer_step's uniform copy of the last layer's W and b; head_copy: the
+    /// (byte offset in params, bytes) copied into it before each step, when the plans use it.
+    head_w: wgpu::Buffer,
+    head_copy: Option<(u64, u64)>,
     step_plan: Plan,
     tail_plan: Option<Plan>,
     /// The leading floats of params that plain SGD updates inside the input layer's product
@@ -324,6 +339,17 @@ impl GpuBackend {
             mapped_at_creation: false,
         });
 
+        // output_layer_step's copy of the last layer's W and b, refreshed before each step.
+        let head_w = g.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("head_w"),
+            size: kernels::UNIFORM_ARRAY,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let head_copy = (g.fuse && head_fits(&g.kernels, spec, ws.rows)).then(|| {
+            let last = spec.layers()[spec.layers().len() - 1];
+            ((last.w_off * 4) as u64, head_w_bytes(&last))
+        });
         let b = Buffers {
             params: &params_buf,
             grads: &grads,
@@ -332,6 +358,7 @@ impl GpuBackend {
             state: &state,
             step_losses: &step_losses,
             hyper_now: &hyper_now,
+            head_w: &head_w,
             optim: *optim,
             dropout: (*dropout > 0.0).then_some((*dropout, *seed)),
             input_dropout: (*input_dropout > 0.0).then_some((*input_dropout, *seed)),
@@ -364,6 +391,8 @@ impl GpuBackend {
             step_losses,
             hyper,
             hyper_now,
+            head_w,
+            head_copy,
             step_plan,
             tail_plan,
             sgd_in_product,
@@ -586,6 +615,9 @@ impl Backend for GpuBackend {
         // order with the passes, so no host write happens between steps.
         let row = std::mem::size_of::<StepHyper>() as u64;
         enc.copy_buffer_to_buffer(&self.hyper, step as u64 * row, &self.hyper_now, 0, row);
+        if let Some((offset, bytes)) = self.head_copy {
+            enc.copy_buffer_to_buffer(&self.params, offset, &self.head_w, 0, bytes);
+        }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step"),

@@ -18,8 +18,7 @@ pub struct GpuContext {
     /// Subgroup operations are on and every subgroup has this one width, one the subgroup
     /// matmul forms are generated for (8, 16, 32 or 64).
     pub subgroup_size: Option<u32>,
-    /// Subgroup operations are on and subgroups are 8 to 64 wide (shaders/head.wgsl: its
-    /// 64-invocation workgroup is whole subgroups, each with lanes 0..7).
+    /// Subgroup operations are on and subgroups are 8 to 64 wide.
     pub subgroups: bool,
     /// Validation errors the device reported outside an error scope; checked at every sync point.
     errors: Arc<Mutex<Vec<String>>>,

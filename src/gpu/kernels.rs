@@ -95,7 +95,15 @@ const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const GATHER_FEATURES: &str = include_str!("../../shaders/gather_features.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
-const HEAD: &str = include_str!("../../shaders/head.wgsl");
+/// output_layer_step in its two forms: act from storage (Scalar) or from a uniform array (Input).
+const HEAD: &str = concat!(
+    include_str!("../../shaders/head.wgsl"),
+    "\nfn act_at(i: u32) -> vec4<f32> {\n    return act[i];\n}\n"
+);
+const HEAD_INPUT: &str = concat!(
+    include_str!("../../shaders/head.wgsl"),
+    "\nfn act_at(i: u32) -> vec4<f32> {\n    return au[i];\n}\n"
+);
 const PRUNE: &str = include_str!("../../shaders/prune.wgsl");
 const CONSTRAINT: &str = include_str!("../../shaders/constraint.wgsl");
 
@@ -224,9 +232,11 @@ impl Kernel {
         match form {
             Form::Scalar => true,
             Form::Vec4 | Form::Tiled => self.is_matmul(),
-            Form::Subgroup | Form::Input => {
-                matches!(self, Kernel::MatmulForward | Kernel::MatmulBackwardWeight)
-            }
+            Form::Subgroup => matches!(self, Kernel::MatmulForward | Kernel::MatmulBackwardWeight),
+            Form::Input => matches!(
+                self,
+                Kernel::MatmulForward | Kernel::MatmulBackwardWeight | Kernel::OutputLayerStep
+            ),
         }
     }
 
@@ -236,6 +246,7 @@ impl Kernel {
             Form::Vec4 => return Some(("matmul_vec4.wgsl", MATMUL_VEC4)),
             Form::Tiled => return Some(("matmul_tiled.wgsl", MATMUL_TILED)),
             Form::Subgroup => return lane_src().map(|(sub, _)| sub),
+            Form::Input if self == Kernel::OutputLayerStep => ("head_input.wgsl", HEAD_INPUT),
             Form::Input => return lane_src().map(|(_, input)| input),
             Form::Scalar => match self {
                 Kernel::MatmulForward
@@ -333,14 +344,17 @@ impl Kernel {
             Kernel::ApplyMask => &[(0, RW), (1, RW), (2, RW), (3, R), (4, U)],
             // params, then the block.
             Kernel::MaxNorm => &[(0, RW), (1, U)],
+            // act, grads, dact, labels, step_losses, state, then W and b (a uniform copy), act as
+            // a uniform array (form Input), then the block.
             Kernel::OutputLayerStep => &[
                 (0, R),
-                (1, R),
                 (2, RW),
                 (3, RW),
                 (4, R),
                 (5, RW),
                 (6, RW),
+                (7, UB),
+                (8, UB),
                 (15, U),
             ],
         }
@@ -361,7 +375,7 @@ pub struct Kernels {
     pub subgroup: bool,
     /// The subgroup forms' lane width and how lanes share operands (None: not built).
     pub lanes: Option<Lanes>,
-    /// Whether output_layer_step was built (it needs subgroups at least 8 wide).
+    /// Whether output_layer_step was built (it needs 64 KiB uniform bindings).
     pub head: bool,
     /// Whether the Input form was built (the subgroup form, and 64 KiB uniform bindings).
     pub input: bool,
@@ -402,9 +416,10 @@ impl Kernels {
         if subgroup {
             forms.push(Form::Subgroup);
         }
-        // The Input form's uniform arrays are 64 KiB.
-        let input = subgroup && ctx.limits.max_uniform_buffer_binding_size >= UNIFORM_ARRAY;
-        if input {
+        // The Input form's uniform arrays are 64 KiB, and so is output_layer_step's copy of W.
+        let head = ctx.limits.max_uniform_buffer_binding_size >= UNIFORM_ARRAY;
+        let input = subgroup && head;
+        if head {
             forms.push(Form::Input);
         }
         let all = forms
@@ -415,7 +430,10 @@ impl Kernels {
             .filter(|(k, f)| {
                 !(variant == MatmulVariant::Tiled && k.is_matmul() && *f == Form::Scalar)
             })
-            .filter(|(k, _)| *k != Kernel::OutputLayerStep || ctx.subgroups);
+            .filter(|(k, f)| match k {
+                Kernel::OutputLayerStep => head,
+                _ => *f != Form::Input || input,
+            });
         for (k, form) in all {
             let (file, src) = k.source(lanes, form).ok_or_else(|| {
                 Error::Gpu(format!("no source for {}{}", k.name(), form.suffix()))
@@ -491,7 +509,7 @@ impl Kernels {
             variant,
             subgroup,
             lanes,
-            head: ctx.subgroups,
+            head,
             input,
             cpu_adapter: ctx.is_cpu_adapter(),
             pipelines,

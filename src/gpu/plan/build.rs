@@ -119,6 +119,9 @@ pub(crate) struct Buffers<'a> {
     pub(crate) step_losses: &'a wgpu::Buffer,
     /// This step's StepHyper, a uniform.
     pub(crate) hyper_now: &'a wgpu::Buffer,
+    /// The last layer's W and b, copied before each step for output_layer_step (a 64 KiB
+    /// uniform array).
+    pub(crate) head_w: &'a wgpu::Buffer,
     pub(crate) optim: OptimConfig,
     /// (p, seed) when hidden outputs are dropped.
     pub(crate) dropout: Option<(f32, u32)>,
@@ -290,8 +293,8 @@ fn push_forward(
 }
 
 /// Whether output_layer_step (shaders/head.wgsl) can run the last layer: the adapter has the
-/// subgroups it needs, the batch fits its one workgroup, and the layer's input width and offsets
-/// allow vec4 access.
+/// 64 KiB uniform bindings it needs, the batch fits its one workgroup, the layer's W and b fit
+/// its uniform copy, and the layer's input width and offsets allow vec4 access.
 pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
     let layers = spec.layers();
     let Some(l) = layers.last() else {
@@ -299,10 +302,23 @@ pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
     };
     kernels.head
         && rows <= HEAD_MAX_ROWS
+        && head_w_bytes(l) <= kernels::UNIFORM_ARRAY
         && l.out == HEAD_CLASSES
         && l.inp.is_multiple_of(4)
         && l.w_off.is_multiple_of(4)
         && l.b_off.is_multiple_of(4)
+}
+
+/// Bytes of the last layer's W [10, h] and b [10], which output_layer_step reads from a uniform
+/// copy (`head_w`, made before each step).
+pub fn head_w_bytes(l: &LayerShape) -> u64 {
+    ((l.b_off + l.out - l.w_off) * 4) as u64
+}
+
+/// Whether output_layer_step reads its input act [rows, h] as a uniform array (form Input):
+/// it fits one. Workspace::new makes that buffer bindable as one.
+pub fn head_input(rows: usize, h: usize) -> bool {
+    (rows * h * 4) as u64 <= kernels::UNIFORM_ARRAY
 }
 
 /// The class count output_layer_step is written for (shaders/head.wgsl); other output widths
@@ -347,6 +363,7 @@ pub fn head_flags(spec: &ModelSpec) -> u32 {
 #[allow(clippy::too_many_arguments)]
 fn push_head(
     pb: &mut PlanBuilder<'_>,
+    g: &Gpu,
     spec: &ModelSpec,
     ws: &Workspace,
     b: &Buffers<'_>,
@@ -363,6 +380,7 @@ fn push_head(
         _ => head_flags(spec),
     };
     let flags = base | if accumulate { ACCUMULATE } else { 0 } | if advance { ADVANCE } else { 0 };
+    let input = head_input(rows, layers[last].inp);
     pb.push(
         format!(
             "layers.{last} logits, losses, grads.weight, grads.bias, dactivations[{last}]; \
@@ -372,16 +390,24 @@ fn push_head(
         Kernel::OutputLayerStep,
         &[
             &ws.activations[last],
-            b.params,
             b.grads,
             &ws.dactivations[last],
             &ws.labels,
             b.step_losses,
             b.state,
+            b.head_w,
+            if input {
+                &ws.activations[last]
+            } else {
+                &g.no_uniform
+            },
         ],
         words(&head_words(&layers[last], rows, flags, scale)),
         [1, 1, 1],
     );
+    if input {
+        pb.set_form(Form::Input);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -679,6 +705,7 @@ pub(crate) fn build_step_plan(
         if head {
             push_head(
                 &mut pb,
+                g,
                 spec,
                 ws,
                 b,

@@ -1347,10 +1347,24 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
             rows.push(check_matmul_input(gpu, b, n, true, false, Some(0.1), i as u32).await?);
         }
     }
-    // output_layer_step exists only where the adapter has subgroups.
+    // output_layer_step exists only where the adapter has 64 KiB uniform bindings; its Input
+    // form only where act fits one.
     if gpu.kernels.head {
-        for (i, &(b, h, loss, hidden, acc)) in HEAD_CASES.iter().enumerate() {
-            rows.push(check_output_layer_step(gpu, b, h, loss, hidden, acc, i as u32).await?);
+        rows.extend(check_output_layer_steps(gpu).await?);
+    }
+    Ok(rows)
+}
+
+/// check_output_layer_step at every HEAD_CASES shape, in form Scalar and, where act fits a
+/// uniform array, form Input.
+pub async fn check_output_layer_steps(gpu: &Gpu) -> Result<Vec<CheckRow>> {
+    let mut rows = Vec::new();
+    for (i, &(b, h, loss, hidden, acc)) in HEAD_CASES.iter().enumerate() {
+        for form in [Form::Scalar, Form::Input] {
+            if form == Form::Scalar || crate::gpu::head_input(b, h) {
+                let seed = i as u32;
+                rows.push(check_output_layer_step(gpu, form, b, h, loss, hidden, acc, seed).await?);
+            }
         }
     }
     Ok(rows)
@@ -1359,8 +1373,10 @@ pub async fn kernel_checks(gpu: &Gpu) -> Result<Vec<CheckRow>> {
 /// output_layer_step: the output layer's forward and backward passes and the loss sum in one
 /// dispatch, against the CPU's twins run in order. Compares [grads.weight, grads.bias (with the
 /// two padding floats after it, which must keep their values), dact, `step_losses[slot]`, state].
+#[allow(clippy::too_many_arguments)]
 pub async fn check_output_layer_step(
     gpu: &Gpu,
+    form: Form,
     b: usize,
     h: usize,
     loss: Loss,
@@ -1420,35 +1436,49 @@ pub async fn check_output_layer_step(
     let u = crate::gpu::head_words(&layer, b, flags, scale);
     let mut step_losses = vec![0f32; 8];
     step_losses[step as usize] = old_sum;
+    // The host's uniform copy of W and b, and act as a uniform array (form Input only).
+    let mut head_w = params[w_off..b_off + c].to_vec();
+    head_w.resize(NO_UNIFORM.len() / 4, 0.0);
+    let mut act_u = act.clone();
+    act_u.resize(NO_UNIFORM.len() / 4, 0.0);
     let out = run_one(
         gpu,
         Kernel::OutputLayerStep,
-        Form::Scalar,
+        form,
         &[
             bytes(&act),
-            bytes(&params),
             bytes(&grads),
             bytes(&vec![-1f32; b * h]),
             bytes(&labels),
             bytes(&step_losses),
             bytes(&[step, 0, 0, 0]),
+            bytes(&head_w),
+            if form == Form::Input {
+                bytes(&act_u)
+            } else {
+                &NO_UNIFORM
+            },
         ],
         &u,
         [1, 1, 1],
     )
     .await?;
-    let mut got = f32s(&out[2]);
-    got.extend(f32s(&out[3]));
-    got.push(f32s(&out[5])[step as usize]);
+    let mut got = f32s(&out[1]);
+    got.extend(f32s(&out[2]));
+    got.push(f32s(&out[4])[step as usize]);
     got.push(f32::from_bits(bytemuck::pod_read_unaligned::<u32>(
-        &out[6][..4],
+        &out[5][..4],
     )));
     let what = match hidden {
         Some(a) => format!(" {}'", a.name()),
         None => String::new(),
     };
     Ok(compare(
-        "output_layer_step",
+        if form == Form::Input {
+            "output_layer_step (uniform act)"
+        } else {
+            "output_layer_step"
+        },
         format!(
             "{}{what} B={b} H={h}{}",
             loss.name(),
@@ -1462,10 +1492,14 @@ pub async fn check_output_layer_step(
 }
 
 /// output_layer_step cases: (batch, hidden, loss, hidden activation, accumulate): batch 1, a
-/// batch that is not a multiple of the workgroup, the largest batch, softmax regression.
-pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 6] = [
+/// batch that is not a multiple of the workgroup, the largest batch, act too large for the Input
+/// form, W filling its uniform copy, softmax regression.
+pub const HEAD_CASES: [(usize, usize, Loss, Option<Activation>, bool); 8] = [
     (1, 128, Loss::Xent, Some(Activation::Relu), false),
     (64, 128, Loss::Xent, Some(Activation::Relu), false),
+    // act too large for a uniform array (Scalar only); W and b filling their uniform copy.
+    (200, 128, Loss::Xent, Some(Activation::Relu), true),
+    (3, 1636, Loss::Xent, Some(Activation::Relu), false),
     (100, 36, Loss::Mse, Some(Activation::Sigmoid), true),
     (256, 12, Loss::Xent, Some(Activation::Tanh), false),
     (7, 784, Loss::Xent, None, false),
