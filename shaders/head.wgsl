@@ -5,6 +5,7 @@
 //   dact = dlogits·W                          with DIDENT (dropout_backward applies f' after)
 //   grads.W (+)= dlogitsᵀ·act;  grads.b (+)= Σ_rows dlogits                       (ACCUMULATE)
 //   step_losses[state[0]] (+)= Σ losses;  state[0] += 1                           (ADVANCE)
+//   W −= lr·dW;  b −= lr·db   instead of writing grads                          (SGD_STEP)
 //
 // Why one kernel: on llvmpipe every dispatch costs about 100 µs of thread hand-offs whatever its
 // size, and this layer's products are tiny (10 outputs). Run separately they take five dispatches
@@ -36,11 +37,20 @@ const DRELU: u32 = 32u;
 const DSIGMOID: u32 = 64u;
 const DTANH: u32 = 128u;
 const DIDENT: u32 = 512u;
+// Plain SGD (μ = 0, λ = 0) in the stores: W −= lr·dW and b −= lr·db instead of writing grads.
+// The host sets it for a step of one chunk, where this is the last layer's whole gradient; W
+// is read from the copy `wu` only, so writing params here races with nothing.
+const SGD_STEP: u32 = 1024u;
 const CLASSES: u32 = 10u;
 const WG: u32 = 64u;
 const MAX_ROWS: u32 = 256u;
 
+struct StepHyper {
+    lr: f32, bc1: f32, bc2: f32, t: u32,
+}
+
 @group(0) @binding(0) var<storage, read> act: array<vec4<f32>>;             // act [rows, h]
+@group(0) @binding(1) var<storage, read_write> params: array<vec4<f32>>;    // SGD_STEP only
 @group(0) @binding(2) var<storage, read_write> grads: array<vec4<f32>>;     // laid out as params
 @group(0) @binding(3) var<storage, read_write> dact: array<vec4<f32>>;      // dact [rows, h]
 @group(0) @binding(4) var<storage, read> labels: array<u32>;                // labels [rows]
@@ -48,6 +58,7 @@ const MAX_ROWS: u32 = 256u;
 @group(0) @binding(6) var<storage, read_write> state: array<u32>;           // [4]: step, ...
 @group(0) @binding(7) var<uniform> wu: array<vec4<f32>, 4096>;  // W [10, h], b [10] (a copy)
 @group(0) @binding(8) var<uniform> au: array<vec4<f32>, 4096>;  // act [rows, h] (form Input)
+@group(0) @binding(9) var<uniform> hyper: StepHyper;             // this step's row (SGD_STEP)
 @group(0) @binding(15) var<uniform> u: Head;
 
 var<workgroup> dl: array<vec4<f32>, 768>;  // [rows, 12]: dlogits (10), the row's loss, 0; rows <= 256
@@ -113,17 +124,23 @@ fn store_w10(q: u32, g: W10) {
     store_grad(at + 9u * h4, g.w9);
 }
 
-// grads.b (+)= Σ_r dlogits; step_losses[step] (+)= Σ_r losses; the step counter moves on. The
-// bias's last two floats are the buffer's padding, kept.
+// grads.b (+)= Σ_r dlogits (or, with SGD_STEP, b −= lr·Σ_r dlogits); step_losses[step] (+)=
+// Σ_r losses; the step counter moves on. The bias's last two floats are the buffer's padding,
+// kept.
 fn sums(e0: vec4<f32>, e1: vec4<f32>, e2: vec4<f32>) {
     store_grad(u.b4, e0);
     store_grad(u.b4 + 1u, e1);
-    let old = grads[u.b4 + 2u];
-    var g = e2.xy;
-    if ((u.flags & ACCUMULATE) != 0u) {
-        g = g + old.xy;
+    if ((u.flags & SGD_STEP) != 0u) {
+        let p = params[u.b4 + 2u];
+        params[u.b4 + 2u] = vec4<f32>(p.xy - hyper.lr * e2.xy, p.zw);
+    } else {
+        let old = grads[u.b4 + 2u];
+        var g = e2.xy;
+        if ((u.flags & ACCUMULATE) != 0u) {
+            g = g + old.xy;
+        }
+        grads[u.b4 + 2u] = vec4<f32>(g, old.zw);
     }
-    grads[u.b4 + 2u] = vec4<f32>(g, old.zw);
     let slot = u.slot + state[0];
     var total = e2.z;
     if ((u.flags & ACCUMULATE) != 0u) {
@@ -135,8 +152,13 @@ fn sums(e0: vec4<f32>, e1: vec4<f32>, e2: vec4<f32>) {
     }
 }
 
-// grads[at] = v, or += with ACCUMULATE.
+// grads[at] = v, or += with ACCUMULATE; with SGD_STEP the parameter's plain SGD step instead,
+// params[at] = p − lr·v, with p from the uniform copy.
 fn store_grad(at: u32, v: vec4<f32>) {
+    if ((u.flags & SGD_STEP) != 0u) {
+        params[at] = wu[at - u.w4] - hyper.lr * v;
+        return;
+    }
     var g = v;
     if ((u.flags & ACCUMULATE) != 0u) {
         g = g + grads[at];

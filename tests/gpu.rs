@@ -756,19 +756,26 @@ fn device_gpu_with_a_missing_adapter_fails_clearly() {
 fn print_plan_lists_the_step() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = common::descent(&[
-        "train",
-        "--print-plan",
-        "--device",
-        "gpu",
-        "--limit",
-        "1000",
-        "--mirror",
-        &common::mnist_mirror(),
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    let mirror = common::mnist_mirror();
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--print-plan",
+            "--device",
+            "gpu",
+            "--limit",
+            "1000",
+            "--mirror",
+            &mirror,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (ok, out, err) = common::descent(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let out = plan(&[]);
     for k in [
         "batch_gather",
         "matmul_forward",
@@ -778,15 +785,29 @@ fn print_plan_lists_the_step() {
     ] {
         assert!(out.contains(k), "plan lacks {k}:\n{out}");
     }
-    // gather, layer 0 forward, the output layer's whole step, layer 0's weight gradient, update.
+    // gather, layer 0 forward, the output layer's whole step, layer 0's weight gradient, update
+    // (mini-batch's default SGD has momentum).
     assert!(
         out.contains("plan train step, 64 samples (5 dispatches)"),
         "{out}"
     );
     assert!(
-        out.contains("relu(activations[0]·Wᵀ + b)"),
+        out.contains("relu(activations[0]·Wᵀ + b)") || out.contains("relu(xb (packed)·Wᵀ + b)"),
         "activation not fused:\n{out}"
     );
+    // Plain SGD runs in both layers' products, so no update kernel is left.
+    let out = plan(&["--momentum", "0"]);
+    assert!(
+        out.contains("plan train step, 64 samples (4 dispatches)"),
+        "{out}"
+    );
+    assert!(!out.contains("sgd_update"), "{out}");
+    for fused in [
+        "layers.1 logits, losses, weight, bias −= lr[step]·grads",
+        "layers.0 weight, bias −= lr[step]·",
+    ] {
+        assert!(out.contains(fused), "plan lacks {fused}:\n{out}");
+    }
 }
 
 /// The GPU smoke test: `train --device gpu` on MNIST reaches 97%, and `eval --device gpu` of its

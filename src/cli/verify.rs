@@ -40,14 +40,17 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         (&[][..], Activation::Sigmoid, Loss::Xent, 1, 10),
     ] {
         let spec = ModelSpec::new(hidden, act, loss);
-        rows.extend(verify::step_checks(
-            gpu.clone(),
-            &spec,
-            batch,
-            steps,
-            OptimConfig::sgd(0.9),
-            0.0,
-        )?);
+        // With momentum, and plain SGD, which the fused plan runs inside the products.
+        for momentum in [0.9, 0.0] {
+            rows.extend(verify::step_checks(
+                gpu.clone(),
+                &spec,
+                batch,
+                steps,
+                OptimConfig::sgd(momentum),
+                0.0,
+            )?);
+        }
     }
     // Every other optimizer, weight decay and dropout, through whole steps.
     let spec = ModelSpec::new(&[64, 20], Activation::Relu, Loss::Xent);

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::block_on;
 use crate::gpu::kernels;
 use crate::gpu::plan::build::{
-    Buffers, build_eval_plan, build_step_plan, head_fits, head_input, head_w_bytes, mask_plan,
-    packed_input, sgd_in_product,
+    Buffers, build_eval_plan, build_step_plan, grads_held, head_fits, head_input, head_w_bytes,
+    mask_plan, packed_input,
 };
 use crate::gpu::plan::{self, Plan};
 use crate::gpu::tune::{self, TuneReport};
@@ -196,9 +196,9 @@ pub struct GpuBackend {
     head_copy: Option<(u64, u64)>,
     step_plan: Plan,
     tail_plan: Option<Plan>,
-    /// The leading floats of params that plain SGD updates inside the input layer's product
-    /// (their gradient is never formed), or 0 ([`sgd_in_product`]).
-    sgd_in_product: usize,
+    /// The floats of params whose gradient a step writes to grads ([`grads_held`]); plain SGD
+    /// updates the rest inside the products (their gradient is never stored).
+    grads_held: std::ops::Range<usize>,
     test_eval: EvalSet,
     val_eval: Option<EvalSet>,
     /// apply_mask after every step's update, while a mask is set (`set_mask`).
@@ -365,7 +365,7 @@ impl GpuBackend {
         };
         let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
         // The tail is smaller, so it fuses where the whole batch does.
-        let sgd_in_product = sgd_in_product(g, spec, &ws, optim, batch.div_ceil(ws.rows));
+        let grads_held = grads_held(g, spec, &ws, optim, batch.div_ceil(ws.rows));
         let tail = n_train % batch;
         let tail_plan = (tail != 0 && n_train > batch)
             .then(|| build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, tail))
@@ -395,7 +395,7 @@ impl GpuBackend {
             head_copy,
             step_plan,
             tail_plan,
-            sgd_in_product,
+            grads_held,
             test_eval,
             val_eval,
             mask_plan: None,
@@ -452,14 +452,15 @@ impl GpuBackend {
         self.gpu.ctx.wait()
     }
 
-    /// The leading floats of the parameters (the input layer's weight and bias) that plain SGD
-    /// updates inside that layer's weight-gradient product, so that [`Self::grads`] never holds
-    /// their gradient; 0 where the step forms the whole gradient.
-    pub fn sgd_in_product(&self) -> usize {
-        self.sgd_in_product
+    /// The floats of the parameters whose gradient [`Self::grads`] holds: all of them, less the
+    /// input layer's weight and bias where plain SGD updates them inside that layer's
+    /// weight-gradient product, and the last layer's where it updates them inside
+    /// output_layer_step.
+    pub fn grads_held(&self) -> std::ops::Range<usize> {
+        self.grads_held.clone()
     }
 
-    /// The gradient of the last step (for parity tests), past [`Self::sgd_in_product`].
+    /// The gradient of the last step (for parity tests), within [`Self::grads_held`].
     pub fn grads(&mut self) -> Result<Vec<f32>> {
         self.sync()?;
         self.counters.readbacks += 1;

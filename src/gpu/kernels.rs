@@ -344,10 +344,12 @@ impl Kernel {
             Kernel::ApplyMask => &[(0, RW), (1, RW), (2, RW), (3, R), (4, U)],
             // params, then the block.
             Kernel::MaxNorm => &[(0, RW), (1, U)],
-            // act, grads, dact, labels, step_losses, state, then W and b (a uniform copy), act as
-            // a uniform array (form Input), then the block.
+            // act, params (SGD_STEP), grads, dact, labels, step_losses, state, then W and b (a
+            // uniform copy), act as a uniform array (form Input), this step's hyper row
+            // (SGD_STEP), then the block.
             Kernel::OutputLayerStep => &[
                 (0, R),
+                (1, RW),
                 (2, RW),
                 (3, RW),
                 (4, R),
@@ -355,6 +357,7 @@ impl Kernel {
                 (6, RW),
                 (7, UB),
                 (8, UB),
+                (9, UB),
                 (15, U),
             ],
         }

@@ -18,8 +18,8 @@ pub use context::{GpuContext, GpuOptions};
 pub use device::Gpu;
 pub use kernels::{Form, Kernel, Kernels, MatmulVariant};
 pub use plan::build::{
-    ADVANCE_HEAD, HEAD_CLASSES, HEAD_DIDENT, HEAD_MAX_ROWS, head_fits, head_flags, head_input,
-    head_words, update_kernel,
+    ADVANCE_HEAD, HEAD_CLASSES, HEAD_DIDENT, HEAD_MAX_ROWS, HEAD_SGD_STEP, head_fits, head_flags,
+    head_input, head_words, update_kernel,
 };
 
 /// Rows one pass through the network handles at most; a larger batch (full-batch descent) runs

@@ -328,6 +328,9 @@ pub const HEAD_CLASSES: usize = 10;
 /// output_layer_step writes dact = dlogits·W without an activation's derivative (DIDENT).
 pub const HEAD_DIDENT: u32 = 512;
 
+/// output_layer_step's flag for plain SGD in its stores (SGD_STEP in shaders/head.wgsl).
+pub const HEAD_SGD_STEP: u32 = 1024;
+
 /// output_layer_step's flag that advances the step counter (ADVANCE in shaders/head.wgsl).
 pub const ADVANCE_HEAD: u32 = 8;
 
@@ -371,6 +374,7 @@ fn push_head(
     scale: f32,
     accumulate: bool,
     advance: bool,
+    sgd: bool,
 ) {
     let layers = spec.layers();
     let last = layers.len() - 1;
@@ -379,17 +383,26 @@ fn push_head(
         Some(_) if last > 0 => (head_flags(spec) & !act_flags(spec.activation).1) | HEAD_DIDENT,
         _ => head_flags(spec),
     };
-    let flags = base | if accumulate { ACCUMULATE } else { 0 } | if advance { ADVANCE } else { 0 };
+    let flags = base
+        | if accumulate { ACCUMULATE } else { 0 }
+        | if advance { ADVANCE } else { 0 }
+        | if sgd { HEAD_SGD_STEP } else { 0 };
     let input = head_input(rows, layers[last].inp);
     pb.push(
         format!(
-            "layers.{last} logits, losses, grads.weight, grads.bias, dactivations[{last}]; \
+            "layers.{last} logits, losses, {}, dactivations[{last}]; \
              step_losses[step] += Σ losses{}",
+            if sgd {
+                "weight, bias −= lr[step]·grads"
+            } else {
+                "grads.weight, grads.bias"
+            },
             if advance { "; step += 1" } else { "" }
         ),
         Kernel::OutputLayerStep,
         &[
             &ws.activations[last],
+            b.params,
             b.grads,
             &ws.dactivations[last],
             &ws.labels,
@@ -401,6 +414,7 @@ fn push_head(
             } else {
                 &g.no_uniform
             },
+            b.hyper_now,
         ],
         words(&head_words(&layers[last], rows, flags, scale)),
         [1, 1, 1],
@@ -650,6 +664,7 @@ pub(crate) fn build_step_plan(
     let head = g.fuse && head_fits(&g.kernels, spec, ws.rows);
     let sgd_skip = sgd_in_product(g, spec, ws, &b.optim, chunks);
     let sgd_in = sgd_skip > 0;
+    let head_sgd = sgd_in_head(g, spec, ws, &b.optim, chunks);
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
@@ -713,6 +728,7 @@ pub(crate) fn build_step_plan(
                 1.0 / len as f32,
                 !first,
                 last_chunk,
+                head_sgd,
             );
             push_backward(
                 &mut pb,
@@ -756,30 +772,47 @@ pub(crate) fn build_step_plan(
     }
     let o = &b.optim;
     let (kernel, label) = update_kernel(o);
-    let n4 = spec.num_params().div_ceil(4);
-    let off4 = sgd_skip / 4;
-    pb.push(
-        match sgd_in {
-            true => format!("params[{sgd_skip}..] −= lr[step]·grads (layers.0: in its product)"),
-            false => label.to_owned(),
-        },
-        kernel,
-        &if b.optim.kind.is_adam() {
-            vec![b.params, b.state1, b.state2, b.grads, b.hyper_now]
-        } else {
-            vec![b.params, b.state1, b.grads, b.hyper_now]
-        },
-        words(&[
-            n4 as u32,
-            off4 as u32,
-            o.momentum.to_bits(),
-            o.weight_decay.to_bits(),
-            o.beta1.to_bits(),
-            o.beta2.to_bits(),
-            o.eps.to_bits(),
-        ]),
-        groups_1d(n4 - off4, 256),
-    );
+    // The floats sgd_update still steps: those whose update did not run in a product.
+    let held = grads_held(g, spec, ws, o, chunks);
+    let (off4, n4) = (held.start / 4, held.end.div_ceil(4));
+    let layers = spec.layers();
+    let fused: Vec<String> = [
+        sgd_in.then(|| "layers.0: in its product".to_owned()),
+        head_sgd.then(|| format!("layers.{}: in output_layer_step", layers.len() - 1)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // Nothing left to step: plain SGD ran in every layer's product.
+    if n4 > off4 {
+        pb.push(
+            match fused.is_empty() {
+                true => label.to_owned(),
+                false => format!(
+                    "params[{}..{}] −= lr[step]·grads ({})",
+                    held.start,
+                    held.end,
+                    fused.join("; ")
+                ),
+            },
+            kernel,
+            &if b.optim.kind.is_adam() {
+                vec![b.params, b.state1, b.state2, b.grads, b.hyper_now]
+            } else {
+                vec![b.params, b.state1, b.grads, b.hyper_now]
+            },
+            words(&[
+                n4 as u32,
+                off4 as u32,
+                o.momentum.to_bits(),
+                o.weight_decay.to_bits(),
+                o.beta1.to_bits(),
+                o.beta2.to_bits(),
+                o.eps.to_bits(),
+            ]),
+            groups_1d(n4 - off4, 256),
+        );
+    }
     if o.max_norm > 0.0 {
         push_max_norm(&mut pb, spec, b.params, o.max_norm);
     }
@@ -807,6 +840,38 @@ pub(crate) fn sgd_in_product(
         true => end,
         false => 0,
     }
+}
+
+/// Whether plain SGD runs inside output_layer_step ([`HEAD_SGD_STEP`]): plain SGD, fused, a
+/// step of one chunk (the head forms the last layer's whole gradient), and the head runs it.
+pub(crate) fn sgd_in_head(
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    o: &OptimConfig,
+    chunks: usize,
+) -> bool {
+    let plain = o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && o.weight_decay == 0.0;
+    g.fuse && plain && chunks == 1 && head_fits(&g.kernels, spec, ws.rows)
+}
+
+/// The floats of the parameters whose gradient a training step writes to `grads`, and which the
+/// update kernel then steps: all of them, less the input layer's where plain SGD runs in its
+/// product ([`sgd_in_product`]) and the last layer's where it runs in output_layer_step
+/// ([`sgd_in_head`]).
+pub(crate) fn grads_held(
+    g: &Gpu,
+    spec: &ModelSpec,
+    ws: &Workspace,
+    o: &OptimConfig,
+    chunks: usize,
+) -> std::ops::Range<usize> {
+    let start = sgd_in_product(g, spec, ws, o, chunks);
+    let end = match (sgd_in_head(g, spec, ws, o, chunks), spec.layers().last()) {
+        (true, Some(l)) => l.w_off,
+        _ => spec.num_params(),
+    };
+    start..end.max(start)
 }
 
 /// max_norm after the update, one dispatch per layer: each unit's incoming weights (a row of

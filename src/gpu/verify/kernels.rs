@@ -1363,7 +1363,17 @@ pub async fn check_output_layer_steps(gpu: &Gpu) -> Result<Vec<CheckRow>> {
         for form in [Form::Scalar, Form::Input] {
             if form == Form::Scalar || crate::gpu::head_input(b, h) {
                 let seed = i as u32;
-                rows.push(check_output_layer_step(gpu, form, b, h, loss, hidden, acc, seed).await?);
+                rows.push(
+                    check_output_layer_step(gpu, form, b, h, loss, hidden, acc, None, seed).await?,
+                );
+                // Plain SGD in the stores, at each case that forms a whole gradient.
+                if !acc {
+                    let sgd = Some(0.1);
+                    rows.push(
+                        check_output_layer_step(gpu, form, b, h, loss, hidden, acc, sgd, seed)
+                            .await?,
+                    );
+                }
             }
         }
     }
@@ -1382,6 +1392,7 @@ pub async fn check_output_layer_step(
     loss: Loss,
     hidden: Option<Activation>,
     accumulate: bool,
+    sgd: Option<f32>,
     seed: u32,
 ) -> Result<CheckRow> {
     let c = CLASSES;
@@ -1411,6 +1422,14 @@ pub async fn check_output_layer_step(
         scale,
         accumulate,
     );
+    // With plain SGD in the stores, params take the step and grads keep their values.
+    if let Some(lr) = sgd {
+        let mut p = params.clone();
+        let range = w_off..b_off + c;
+        cpu::optim::sgd_update(&mut p[range.clone()], &mut [], &want[range], lr, 0.0, 0.0);
+        p.extend(&grads);
+        want = p;
+    }
     let old_sum = 0.25f32;
     let step = 3u32;
     want.extend(if hidden.is_some() {
@@ -1427,6 +1446,10 @@ pub async fn check_output_layer_step(
     if let Some(a) = hidden {
         flags |= act_flags(a).1;
     }
+    if sgd.is_some() {
+        flags |= crate::gpu::HEAD_SGD_STEP;
+    }
+    let hyper = [sgd.unwrap_or(0.0), 1.0, 1.0, 1.0];
     let layer = crate::model::LayerShape {
         inp: h,
         out: c,
@@ -1447,6 +1470,7 @@ pub async fn check_output_layer_step(
         form,
         &[
             bytes(&act),
+            bytes(&params),
             bytes(&grads),
             bytes(&vec![-1f32; b * h]),
             bytes(&labels),
@@ -1458,16 +1482,22 @@ pub async fn check_output_layer_step(
             } else {
                 &NO_UNIFORM
             },
+            bytes(&hyper),
         ],
         &u,
         [1, 1, 1],
     )
     .await?;
-    let mut got = f32s(&out[1]);
+    // With SGD_STEP params, then grads (untouched); grads alone otherwise.
+    let mut got = match sgd {
+        Some(_) => f32s(&out[1]),
+        None => Vec::new(),
+    };
     got.extend(f32s(&out[2]));
-    got.push(f32s(&out[4])[step as usize]);
+    got.extend(f32s(&out[3]));
+    got.push(f32s(&out[5])[step as usize]);
     got.push(f32::from_bits(bytemuck::pod_read_unaligned::<u32>(
-        &out[5][..4],
+        &out[6][..4],
     )));
     let what = match hidden {
         Some(a) => format!(" {}'", a.name()),
@@ -1480,9 +1510,13 @@ pub async fn check_output_layer_step(
             "output_layer_step"
         },
         format!(
-            "{}{what} B={b} H={h}{}",
+            "{}{what} B={b} H={h}{}{}",
             loss.name(),
-            if accumulate { " +=" } else { "" }
+            if accumulate { " +=" } else { "" },
+            match sgd {
+                Some(lr) => format!(" SGD_STEP lr {lr}"),
+                None => String::new(),
+            }
         ),
         &got,
         &want,

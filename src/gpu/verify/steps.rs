@@ -108,6 +108,9 @@ pub fn step_checks_with(
     let mut cpu = CpuBackend::new(setup.clone());
     let mut gpu_b = GpuBackend::new(gpu, &setup)?;
     let mut shape = format!("{} B={batch} {}", spec.describe(), optim.kind.name());
+    if !optim.kind.is_adam() {
+        shape.push_str(&format!(" μ={}", optim.momentum));
+    }
     for (what, v) in [
         ("dropout", dropout),
         ("input dropout", input_dropout),
@@ -145,30 +148,53 @@ pub fn step_checks_with(
         cpu.step(s, s * batch, batch)?;
         gpu_b.step(s, s * batch, batch)?;
         if s == 0 {
-            // Where plain SGD ran inside the input layer's product, that layer's gradient is
-            // checked through its update (p − lr·g), the rest of the gradient as formed.
-            let n0 = gpu_b.sgd_in_product();
+            // Where plain SGD ran inside the input layer's product or output_layer_step, that
+            // layer's gradient is checked through its update (p − lr·g), the rest as formed.
+            let held = gpu_b.grads_held();
+            let n = spec.num_params();
             let g = gpu_b.grads()?;
-            rows.push(compare(
-                "step: grads",
-                match n0 {
-                    0 => shape.clone(),
-                    _ => format!("{shape}, past layers.0"),
-                },
-                &g[n0..],
-                &want_grads[n0..],
-                1e-5,
-                1e-3,
-            ));
-            if n0 > 0 {
-                let p = gpu_b.params()?;
-                let mut want = params[..n0].to_vec();
-                let lr = hyper[0].lr;
-                cpu::optim::sgd_update(&mut want, &mut [], &want_grads[..n0], lr, 0.0, 0.0);
+            if !held.is_empty() {
                 rows.push(compare(
-                    "step: layers.0 −= lr·grads, in matmul_backward_weight",
+                    "step: grads",
+                    match held.len() == n {
+                        true => shape.clone(),
+                        false => format!("{shape}, params[{}..{}]", held.start, held.end),
+                    },
+                    &g[held.clone()],
+                    &want_grads[held.clone()],
+                    1e-5,
+                    1e-3,
+                ));
+            }
+            let p = gpu_b.params()?;
+            let last = spec.layers().len() - 1;
+            for (range, what) in [
+                (
+                    0..held.start,
+                    "layers.0 −= lr·grads, in matmul_backward_weight".to_owned(),
+                ),
+                (
+                    held.end..n,
+                    format!("layers.{last} −= lr·grads, in output_layer_step"),
+                ),
+            ] {
+                if range.is_empty() {
+                    continue;
+                }
+                let mut want = params[range.clone()].to_vec();
+                let lr = hyper[0].lr;
+                cpu::optim::sgd_update(
+                    &mut want,
+                    &mut [],
+                    &want_grads[range.clone()],
+                    lr,
+                    0.0,
+                    0.0,
+                );
+                rows.push(compare(
+                    &format!("step: {what}"),
                     shape.clone(),
-                    &p[..n0],
+                    &p[range],
                     &want,
                     1e-5,
                     1e-3,
