@@ -476,17 +476,19 @@ fn training_steps_match_the_cpu() {
             .unwrap();
         assert_rows(&rows);
     }
-    // Plain SGD with the packed batch: the input layer's update runs inside its weight-gradient
-    // product (SGD_STEP), checked through its parameters after one step, and the rest as usual.
-    for (hidden, batch) in [(&[128][..], 64), (&[64, 20][..], 16)] {
+    // Plain SGD: the input layer's update runs inside its weight-gradient product (SGD_STEP;
+    // the packed batch at 64 and 16, the subgroup form at 128) and the last layer's inside
+    // output_layer_step, each checked through its parameters after one step, the rest as usual.
+    for (hidden, batch) in [(&[128][..], 64), (&[64, 20][..], 16), (&[128][..], 128)] {
         let spec = ModelSpec::new(hidden, Activation::Relu, Loss::Xent);
         let g = gpu(MatmulVariant::Blocked);
         let rows = verify::step_checks(g, &spec, batch, 10, OptimConfig::sgd(0.0), 0.0).unwrap();
-        assert!(
-            rows.iter()
-                .any(|r| r.kernel.contains("in matmul_backward_weight")),
-            "{hidden:?} at batch {batch}: the input layer was not updated in its product"
-        );
+        for place in ["in matmul_backward_weight", "in output_layer_step"] {
+            assert!(
+                rows.iter().any(|r| r.kernel.contains(place)),
+                "{hidden:?} at batch {batch}: no layer was updated {place}"
+            );
+        }
         assert_rows(&rows);
     }
 }

@@ -365,7 +365,7 @@ impl GpuBackend {
         };
         let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
         // The tail is smaller, so it fuses where the whole batch does.
-        let grads_held = grads_held(g, spec, &ws, optim, batch.div_ceil(ws.rows));
+        let grads_held = grads_held(g, spec, &ws, optim, batch);
         let tail = n_train % batch;
         let tail_plan = (tail != 0 && n_train > batch)
             .then(|| build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, tail))

@@ -309,13 +309,13 @@ pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
         && l.b_off.is_multiple_of(4)
 }
 
-/// Bytes of the last layer's W [10, h] and b [10], which output_layer_step reads from a uniform
+/// Bytes of the last layer's W `[10, h]` and b `[10]`, which output_layer_step reads from a uniform
 /// copy (`head_w`, made before each step).
 pub fn head_w_bytes(l: &LayerShape) -> u64 {
     ((l.b_off + l.out - l.w_off) * 4) as u64
 }
 
-/// Whether output_layer_step reads its input act [rows, h] as a uniform array (form Input):
+/// Whether output_layer_step reads its input act `[rows, h]` as a uniform array (form Input):
 /// it fits one. Workspace::new makes that buffer bindable as one.
 pub fn head_input(rows: usize, h: usize) -> bool {
     (rows * h * 4) as u64 <= kernels::UNIFORM_ARRAY
@@ -662,9 +662,9 @@ pub(crate) fn build_step_plan(
     let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
     let chunks = len.div_ceil(ws.rows);
     let head = g.fuse && head_fits(&g.kernels, spec, ws.rows);
-    let sgd_skip = sgd_in_product(g, spec, ws, &b.optim, chunks);
+    let sgd_skip = sgd_in_product(g, spec, ws, &b.optim, len);
     let sgd_in = sgd_skip > 0;
-    let head_sgd = sgd_in_head(g, spec, ws, &b.optim, chunks);
+    let head_sgd = sgd_in_head(g, spec, ws, &b.optim, len);
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
@@ -773,7 +773,7 @@ pub(crate) fn build_step_plan(
     let o = &b.optim;
     let (kernel, label) = update_kernel(o);
     // The floats sgd_update still steps: those whose update did not run in a product.
-    let held = grads_held(g, spec, ws, o, chunks);
+    let held = grads_held(g, spec, ws, o, len);
     let (off4, n4) = (held.start / 4, held.end.div_ceil(4));
     let layers = spec.layers();
     let fused: Vec<String> = [
@@ -819,55 +819,70 @@ pub(crate) fn build_step_plan(
     pb.build()
 }
 
-/// Where plain SGD runs inside the input layer's weight-gradient product ([`SGD_STEP`]): the
-/// floats of that layer's weight and bias, which lead the parameters and which sgd_update then
-/// skips; 0 where it does not. Only for plain SGD (μ = 0, λ = 0: the update is −lr·g alone), a
-/// step of one chunk (no gradient to accumulate), the packed-input form (its store is
-/// store4_grad) and a hidden layer (so that the input layer's product is in the step).
+/// Where plain SGD runs inside the input layer's weight-gradient product ([`SGD_STEP`]) in a
+/// step of `len` samples: the floats of that layer's weight and bias, which lead the parameters
+/// and which sgd_update then skips; 0 where it does not. Only for plain SGD (μ = 0, λ = 0: the
+/// update is −lr·g alone), a step of one chunk (no gradient to accumulate), a form of the
+/// product whose store is store4_grad (the packed-input, vec4 and subgroup forms; the scalar
+/// and tiled ones ignore the flag) and a hidden layer (so that the input layer's product is in
+/// the step).
 pub(crate) fn sgd_in_product(
     g: &Gpu,
     spec: &ModelSpec,
     ws: &Workspace,
     o: &OptimConfig,
-    chunks: usize,
+    len: usize,
 ) -> usize {
     let layers = spec.layers();
     let l0 = &layers[0];
     let end = l0.b_off + l0.out;
-    let plain = o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && o.weight_decay == 0.0;
     let leads = l0.w_off == 0 && l0.b_off == l0.inp * l0.out && end.is_multiple_of(4);
-    match g.fuse && plain && chunks == 1 && ws.packed && layers.len() > 1 && leads {
+    // The form push_backward will pick for this product (the same Mm, flags aside).
+    let stores4 = ws.packed
+        || matches!(
+            g.matmul_form(
+                Kernel::MatmulBackwardWeight,
+                &Mm::weight(l0, len.min(ws.rows), BIAS_GRAD)
+            ),
+            Form::Vec4 | Form::Subgroup
+        );
+    match g.fuse && plain_sgd(o) && len <= ws.rows && stores4 && layers.len() > 1 && leads {
         true => end,
         false => 0,
     }
 }
 
-/// Whether plain SGD runs inside output_layer_step ([`HEAD_SGD_STEP`]): plain SGD, fused, a
-/// step of one chunk (the head forms the last layer's whole gradient), and the head runs it.
+/// Plain SGD: μ = 0 and λ = 0, so a parameter's update is −lr·g alone.
+fn plain_sgd(o: &OptimConfig) -> bool {
+    o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && o.weight_decay == 0.0
+}
+
+/// Whether plain SGD runs inside output_layer_step ([`HEAD_SGD_STEP`]) in a step of `len`
+/// samples: plain SGD, fused, a step of one chunk (the head forms the last layer's whole
+/// gradient), and the head runs it.
 pub(crate) fn sgd_in_head(
     g: &Gpu,
     spec: &ModelSpec,
     ws: &Workspace,
     o: &OptimConfig,
-    chunks: usize,
+    len: usize,
 ) -> bool {
-    let plain = o.kind == OptimizerKind::Sgd && o.momentum == 0.0 && o.weight_decay == 0.0;
-    g.fuse && plain && chunks == 1 && head_fits(&g.kernels, spec, ws.rows)
+    g.fuse && plain_sgd(o) && len <= ws.rows && head_fits(&g.kernels, spec, ws.rows)
 }
 
-/// The floats of the parameters whose gradient a training step writes to `grads`, and which the
-/// update kernel then steps: all of them, less the input layer's where plain SGD runs in its
-/// product ([`sgd_in_product`]) and the last layer's where it runs in output_layer_step
-/// ([`sgd_in_head`]).
+/// The floats of the parameters whose gradient a training step of `len` samples writes to
+/// `grads`, and which the update kernel then steps: all of them, less the input layer's where
+/// plain SGD runs in its product ([`sgd_in_product`]) and the last layer's where it runs in
+/// output_layer_step ([`sgd_in_head`]).
 pub(crate) fn grads_held(
     g: &Gpu,
     spec: &ModelSpec,
     ws: &Workspace,
     o: &OptimConfig,
-    chunks: usize,
+    len: usize,
 ) -> std::ops::Range<usize> {
-    let start = sgd_in_product(g, spec, ws, o, chunks);
-    let end = match (sgd_in_head(g, spec, ws, o, chunks), spec.layers().last()) {
+    let start = sgd_in_product(g, spec, ws, o, len);
+    let end = match (sgd_in_head(g, spec, ws, o, len), spec.layers().last()) {
         (true, Some(l)) => l.w_off,
         _ => spec.num_params(),
     };
