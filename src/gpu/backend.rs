@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::block_on;
 use crate::gpu::kernels;
 use crate::gpu::plan::build::{
-    Buffers, build_eval_plan, build_step_plan, grads_held, head_fits, head_input, head_w_bytes,
+    Buffers, build_eval_plan, build_step_plan, grads_held, head_input, head_runs, head_w_bytes,
     mask_plan, packed_input,
 };
 use crate::gpu::plan::{self, Plan};
@@ -346,7 +346,7 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let head_copy = (g.fuse && head_fits(&g.kernels, spec, ws.rows)).then(|| {
+        let head_copy = head_runs(g, spec, ws.rows).then(|| {
             let last = spec.layers()[spec.layers().len() - 1];
             ((last.w_off * 4) as u64, head_w_bytes(&last))
         });
@@ -364,7 +364,7 @@ impl GpuBackend {
             input_dropout: (*input_dropout > 0.0).then_some((*input_dropout, *seed)),
         };
         let step_plan = build_step_plan(g, spec, &ws, &b, &train_data, &order, batch, batch)?;
-        // The tail is smaller, so it fuses where the whole batch does.
+        // What grads() holds after a step of the whole batch (the tail plan decides its own).
         let grads_held = grads_held(g, spec, &ws, optim, batch);
         let tail = n_train % batch;
         let tail_plan = (tail != 0 && n_train > batch)

@@ -309,6 +309,12 @@ pub fn head_fits(kernels: &Kernels, spec: &ModelSpec, rows: usize) -> bool {
         && l.b_off.is_multiple_of(4)
 }
 
+/// Whether a plan of `rows` rows runs the last layer through output_layer_step: fused, and
+/// [`head_fits`].
+pub(crate) fn head_runs(g: &Gpu, spec: &ModelSpec, rows: usize) -> bool {
+    g.fuse && head_fits(&g.kernels, spec, rows)
+}
+
 /// Bytes of the last layer's W `[10, h]` and b `[10]`, which output_layer_step reads from a uniform
 /// copy (`head_w`, made before each step).
 pub fn head_w_bytes(l: &LayerShape) -> u64 {
@@ -661,10 +667,11 @@ pub(crate) fn build_step_plan(
 ) -> Result<Plan> {
     let mut pb = PlanBuilder::new(&g.ctx, &g.kernels, format!("train step, {len} samples"));
     let chunks = len.div_ceil(ws.rows);
-    let head = g.fuse && head_fits(&g.kernels, spec, ws.rows);
-    let sgd_skip = sgd_in_product(g, spec, ws, &b.optim, len);
-    let sgd_in = sgd_skip > 0;
-    let head_sgd = sgd_in_head(g, spec, ws, &b.optim, len);
+    let head = head_runs(g, spec, ws.rows);
+    // The floats sgd_update steps: those whose update does not run inside a product.
+    let held = grads_held(g, spec, ws, &b.optim, len);
+    let sgd_in = held.start > 0;
+    let head_sgd = held.end < spec.num_params();
     for c in 0..chunks {
         let off = c * ws.rows;
         let rows = ws.rows.min(len - off);
@@ -772,8 +779,6 @@ pub(crate) fn build_step_plan(
     }
     let o = &b.optim;
     let (kernel, label) = update_kernel(o);
-    // The floats sgd_update still steps: those whose update did not run in a product.
-    let held = grads_held(g, spec, ws, o, len);
     let (off4, n4) = (held.start / 4, held.end.div_ceil(4));
     let layers = spec.layers();
     let fused: Vec<String> = [
@@ -867,7 +872,7 @@ pub(crate) fn sgd_in_head(
     o: &OptimConfig,
     len: usize,
 ) -> bool {
-    g.fuse && plain_sgd(o) && len <= ws.rows && head_fits(&g.kernels, spec, ws.rows)
+    plain_sgd(o) && len <= ws.rows && head_runs(g, spec, ws.rows)
 }
 
 /// The floats of the parameters whose gradient a training step of `len` samples writes to
@@ -1003,7 +1008,7 @@ pub(crate) fn mask_plan(
 pub(crate) fn tuned_products(g: &Gpu, spec: &ModelSpec, rows: usize) -> Vec<Product> {
     let layers = spec.layers();
     let last = layers.len() - 1;
-    let head = g.fuse && head_fits(&g.kernels, spec, rows);
+    let head = head_runs(g, spec, rows);
     let through = if head { last } else { last + 1 };
     let (act, dact) = act_flags(spec.activation);
     let mut out = Vec::new();

@@ -1382,7 +1382,9 @@ pub async fn check_output_layer_steps(gpu: &Gpu) -> Result<Vec<CheckRow>> {
 
 /// output_layer_step: the output layer's forward and backward passes and the loss sum in one
 /// dispatch, against the CPU's twins run in order. Compares [grads.weight, grads.bias (with the
-/// two padding floats after it, which must keep their values), dact, `step_losses[slot]`, state].
+/// two padding floats after it, which must keep their values), dact, `step_losses[slot]`, state];
+/// with `sgd` (SGD_STEP at that learning rate), the whole params (stepped by the `sgd_update`
+/// twin) before them, and grads unchanged.
 #[allow(clippy::too_many_arguments)]
 pub async fn check_output_layer_step(
     gpu: &Gpu,
